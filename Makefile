@@ -1,0 +1,25 @@
+# Two commands a new user needs: `make run` (the main job) and `make test`.
+SHELL := /bin/bash
+SUITE ?= fashion-mnist-lenet
+PROFILE ?= quick
+TARGETS ?= --target onnxruntime-cpu --target openvino-cpu
+PYTEST_ARGS ?=
+
+.PHONY: run test env lock clean
+
+env:
+	@scripts/setup.sh >/dev/null
+
+run:
+	@venv=$$(scripts/setup.sh) && "$$venv/bin/harness" run --suite $(SUITE) $(TARGETS) --profile $(PROFILE)
+
+test:
+	@venv=$$(scripts/setup.sh) && "$$venv/bin/python" -m pytest $(PYTEST_ARGS)
+
+# Regenerate requirements.lock from a working env (after changing versions on purpose).
+lock:
+	@venv=$$(scripts/setup.sh) && { echo "# Exact stack this project is tested with (Debian, Python 3.11, CPU). Regenerate: make lock"; \
+	  "$$venv/bin/python" -m pip freeze --all --exclude-editable | grep -viE '^(pip|compressmark)=='; } > requirements.lock
+
+clean:
+	rm -rf .harness reports build dist *.egg-info

@@ -1,0 +1,1 @@
+"""What is benchmarked: models, datasets and suite files (MLMark's models/, datasets/, config/)."""

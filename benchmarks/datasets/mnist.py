@@ -1,0 +1,140 @@
+"""MNIST and Fashion-MNIST through torchvision's own readers (idx files, torchvision layout).
+
+The idx files are looked for, in order, in `DATA_DIR/<Class>/raw`, `DATA_DIR` itself and the
+system folders of Debian's packages (e.g. `dataset-fashion-mnist`); gzipped files are unpacked
+into `DATA_DIR/<Class>/raw` so torchvision reads them as if it had downloaded them. Nothing is
+downloaded unless the user asks (`--download`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import torch
+from torch.utils.data import Subset, TensorDataset
+
+from harness.errors import UsageError
+from harness.registry import DATASETS
+
+FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class IdxDataset:
+    """Shared loader: normalised float tensors held in memory (the sets are small)."""
+
+    name = ""
+    tv_class = ""
+    num_classes = 10
+    input_shape = (1, 28, 28)
+    system_dirs: tuple[str, ...] = ()
+    where = ""
+    mean, std = 0.5, 0.5
+
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        download: bool = False,
+        resize: int | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir or Path.home() / ".cache" / "compressmark" / "data")
+        self.download = download
+        self.resize = resize
+        if resize:
+            self.input_shape = (1, resize, resize)
+        self._cache: dict[bool, TensorDataset] = {}
+
+    def _raw_dir(self) -> Path:
+        return self.data_dir / self.tv_class / "raw"
+
+    def _stage(self) -> bool:
+        """Make `DATA_DIR/<Class>/raw` hold the four uncompressed idx files; True if it does."""
+        raw = self._raw_dir()
+        if all((raw / f).exists() for f in FILES):
+            return True
+        for src in (raw, self.data_dir, *map(Path, self.system_dirs)):
+            found = {f: _find(src, f) for f in FILES}
+            if all(found.values()):
+                raw.mkdir(parents=True, exist_ok=True)
+                for f, path in found.items():
+                    if path is not None and path != raw / f:
+                        _unpack(path, raw / f)
+                return True
+        return False
+
+    def _load(self, train: bool) -> TensorDataset:
+        if train in self._cache:
+            return self._cache[train]
+        import torchvision.datasets as tvd
+
+        if not self._stage() and not self.download:
+            raise UsageError(
+                f"dataset '{self.name}' not found under {self.data_dir}: {self.where}"
+            )
+        ds = getattr(tvd, self.tv_class)(
+            root=str(self.data_dir), train=train, download=self.download
+        )
+        x = ds.data.unsqueeze(1).float().div_(255.0)
+        if self.resize:
+            x = torch.nn.functional.interpolate(
+                x, size=(self.resize, self.resize), mode="bilinear", align_corners=False
+            )
+        x = (x - self.mean) / self.std
+        self._cache[train] = TensorDataset(x.contiguous(), ds.targets.long())
+        return self._cache[train]
+
+    def train(self) -> TensorDataset:
+        return self._load(True)
+
+    def test(self) -> TensorDataset:
+        return self._load(False)
+
+    def calibration(self, n: int) -> Subset:
+        """The first `n` training images in a fixed shuffled order (seed 0)."""
+        data = self.train()
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]
+        return Subset(data, order.tolist())
+
+
+def _find(folder: Path, stem: str) -> Path | None:
+    for cand in (folder / stem, folder / f"{stem}.gz"):
+        if cand.exists():
+            return cand
+    return None
+
+
+def _unpack(src: Path, dst: Path) -> None:
+    opener = gzip.open if src.suffix == ".gz" else open
+    with opener(src, "rb") as fin, open(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+
+
+@DATASETS.register()
+class FashionMNIST(IdxDataset):
+    """Fashion-MNIST, 60k/10k 28x28 grey images of 10 clothing classes (Zalando)."""
+
+    name = "fashion-mnist"
+    tv_class = "FashionMNIST"
+    system_dirs = ("/usr/share/datasets/fashion-mnist",)
+    mean, std = 0.2860, 0.3530
+    where = (
+        "install Debian's 'dataset-fashion-mnist' (apt-get install dataset-fashion-mnist), "
+        "or put the idx files in DATA_DIR/FashionMNIST/raw, or pass --download"
+    )
+
+
+@DATASETS.register()
+class MNIST(IdxDataset):
+    """MNIST handwritten digits, 60k/10k 28x28 grey images."""
+
+    name = "mnist"
+    tv_class = "MNIST"
+    system_dirs = ("/usr/share/datasets/mnist",)
+    mean, std = 0.1307, 0.3081
+    where = "put the idx files in DATA_DIR/MNIST/raw (--data-dir), or pass --download"

@@ -1,0 +1,1 @@
+"""Suite files (`*.toml`) shipped as package data; `harness list suites` lists them."""

@@ -1,0 +1,125 @@
+"""The contracts between the five areas. Keep them small: issues 3-5 build on them.
+
+Methods compress, targets predict, the harness alone trains, measures, times and stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+Batch = tuple[Any, Any]  # (x, y) tensors
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A buildable network: `build(num_classes=...)` returns a fresh nn.Module."""
+
+    name: str
+    build: Callable[..., Any]
+    input_shape: tuple[int, ...]  # one sample, e.g. (1, 28, 28)
+    task: str = "classify"  # "classify" | "detect"
+    description: str = ""
+
+
+@runtime_checkable
+class DatasetSpec(Protocol):
+    """A dataset: iterables of (x, y) tensors. `where` says how to get it when it is missing."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, ...]
+    where: str
+
+    def train(self) -> Any: ...  # a torch Dataset
+
+    def test(self) -> Any: ...
+
+    def calibration(self, n: int) -> Any: ...
+
+
+@dataclass
+class Context:
+    """What a method may use: data, the teacher (the trained baseline), a fine-tune loop, a log."""
+
+    train_data: Any  # torch Dataset
+    test_data: Any
+    num_classes: int
+    input_shape: tuple[int, ...]
+    device: str = "cpu"
+    teacher: Any = None
+    finetune: Callable[..., Any] | None = None  # finetune(model, epochs=None, masks=None, loss=None)
+    evaluate: Callable[[Any], float] | None = None  # top-1 in [0, 1] on the test subset
+    log: Callable[[str], None] = print
+    seed: int = 0
+
+
+@dataclass
+class Compressed:
+    """What a method returns. `finetune` False means the method already trained the model."""
+
+    model: Any  # nn.Module (or None when only an artifact exists)
+    artifact: Path | None = None  # e.g. a QDQ ONNX file the method produced itself
+    info: dict[str, Any] = field(default_factory=dict)
+    masks: dict[str, Any] | None = None  # parameter name -> 0/1 mask held during fine-tuning
+    finetune: bool = True
+    precision: str = "fp32"
+
+
+class Method(Protocol):
+    """How a model is compressed. One file per family in `methods/`, registered by decorator."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    Config: ClassVar[type]  # a frozen dataclass; suite files sweep its fields
+
+    def apply(self, model: Any, cfg: Any, ctx: Context) -> Compressed: ...
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """What a target loads: the exported ONNX file and, for eager runtimes, the module itself."""
+
+    onnx_path: Path | None
+    module: Any = None
+    input_shape: tuple[int, ...] = ()  # one sample
+    output_shape: tuple[int, ...] = ()  # one sample's first output
+    precision: str = "fp32"
+
+
+class Session(Protocol):
+    """A prepared model. `run` predicts only; it never times itself (harness/timing.py does)."""
+
+    precision: str  # the precision the runtime actually uses, e.g. "fp32", "bf16"
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]: ...
+
+
+class Target(Protocol):
+    """Where a model runs. `available()` is None when usable, else a one-line reason."""
+
+    name: ClassVar[str]
+
+    def available(self) -> str | None: ...
+
+    def versions(self) -> dict[str, str]: ...
+
+    def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str) -> Session: ...
+
+
+def batches(data: Any, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+    """Deterministic (x, y) batches of a torch Dataset, optionally only its first `limit` items."""
+    import torch
+    from torch.utils.data import DataLoader, Subset
+
+    if limit is not None and limit < len(data):
+        data = Subset(data, range(limit))
+    yield from DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator())
+
+
+def as_list(x: Iterable[Any] | Any) -> list[Any]:
+    return list(x) if isinstance(x, list | tuple) else [x]

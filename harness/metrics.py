@@ -1,0 +1,88 @@
+"""Model-side metrics: parameters, FLOPs (dense and effective), per-layer table, file size.
+
+FLOPs come from torch.utils.flop_counter (2 x multiply-adds, batch 1). "Effective" FLOPs count
+only multiplications by non-zero weights: what a sparse kernel could skip, not what any runtime
+here does skip.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+LAYER_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.ConvTranspose2d)
+
+
+def count_params(model: nn.Module) -> tuple[int, int]:
+    """(total, non-zero) over every parameter, shared ones counted once."""
+    total = nonzero = 0
+    for p in model.parameters():
+        total += p.numel()
+        nonzero += int(torch.count_nonzero(p.detach()))
+    return total, nonzero
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One row per conv/linear layer: shape, weights, non-zero weights, FLOPs, effective FLOPs."""
+    model = model.eval()
+    x = torch.zeros((1, *input_shape))
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(x)
+    counts = counter.get_flop_counts()
+    root = type(model).__name__
+    rows = []
+    for name, mod in model.named_modules():
+        if not isinstance(mod, LAYER_TYPES):
+            continue
+        w = mod.weight.detach()
+        flops = int(sum(counts.get(f"{root}.{name}", {}).values()))
+        nnz = int(torch.count_nonzero(w))
+        rows.append(
+            {
+                "layer": name,
+                "type": type(mod).__name__,
+                "shape": "x".join(map(str, w.shape)),
+                "weights": w.numel(),
+                "nonzero": nnz,
+                "density": round(nnz / max(1, w.numel()), 4),
+                "flops": flops,
+                "flops_effective": int(round(flops * nnz / max(1, w.numel()))),
+            }
+        )
+    return rows
+
+
+def flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """(dense, effective) FLOPs of one sample."""
+    model = model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros((1, *input_shape)))
+    total = int(counter.get_total_flops())
+    rows = layer_table(model, input_shape)
+    skipped = sum(r["flops"] - r["flops_effective"] for r in rows)
+    return total, total - skipped
+
+
+def file_sizes(path: Path | None) -> tuple[int | None, int | None]:
+    """(bytes on disk, bytes after zlib level 9): the second shows what sparsity saves in storage."""
+    if path is None or not Path(path).exists():
+        return None, None
+    data = Path(path).read_bytes()
+    return len(data), len(zlib.compress(data, 9))
+
+
+def model_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    total, nonzero = count_params(model)
+    dense, effective = flops(model, input_shape)
+    return {
+        "params_total": total,
+        "params_nonzero": nonzero,
+        "flops": dense,
+        "flops_effective": effective,
+        "layers": layer_table(model, input_shape),
+    }

@@ -1,0 +1,401 @@
+"""The sweep: baseline -> method -> fine-tune -> export -> per target: accuracy, timing -> store.
+
+A cell is (suite, model, method + config, target). Its key hashes everything that changes its
+result; a finished key is skipped on re-run unless `force`. Trained baselines and compressed
+models are cached on disk under the same kind of key, so a resumed sweep does not retrain.
+A cell that raises is stored as failed with its error, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness import __version__, sysinfo
+from harness.api import Artifact, Compressed, Context
+from harness.errors import UsageError
+from harness.export import to_onnx
+from harness.metrics import file_sizes, model_metrics
+from harness.registry import DATASETS, METHODS, MODELS, TARGETS
+from harness.store import Store
+from harness.suite import MethodRun, Profile, Suite
+from harness.timing import measure_pair, sig3
+from harness.train import Recipe, evaluate, fit, test_arrays, top1
+
+TRAIN_CODE_VERSION = "1"  # bump when harness/train.py changes what a recipe produces
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class RunOptions:
+    suite: Suite
+    profile: str
+    targets: list[str]
+    store: Path
+    cache_dir: Path
+    data_dir: Path | None = None
+    download: bool = False
+    device: str = "cpu"
+    threads: int | None = None
+    force: bool = False
+    methods: list[str] = field(default_factory=list)  # only these method names (empty = all)
+    command: str = ""
+
+
+@dataclass
+class Events:
+    """Progress callbacks; the CLI maps them to rich progress bars, tests leave them quiet."""
+
+    cell: Callable[[str], None] = lambda label: None  # a cell (or skipped cell) finished
+    stage: Callable[[str], None] = lambda text: None
+    train: Callable[[float], None] = lambda frac: None
+    log: Callable[[str], None] = lambda text: None
+
+
+@dataclass
+class Prepared:
+    """A compressed model ready for targets: module, files and torch-side metrics."""
+
+    module: torch.nn.Module
+    onnx_path: Path | None
+    precision: str
+    metrics: dict[str, Any]
+
+
+def check_targets(names: list[str]) -> tuple[list[str], dict[str, str]]:
+    """(usable names, {name: reason} for unusable ones). Unknown names are a UsageError."""
+    usable, skipped = [], {}
+    for name in names:
+        reason = TARGETS.get(name)().available()
+        if reason:
+            skipped[name] = reason
+        else:
+            usable.append(name)
+    return usable, skipped
+
+
+class Runner:
+    def __init__(self, opts: RunOptions, events: Events | None = None) -> None:
+        self.o = opts
+        self.ev = events or Events()
+        self.profile: Profile = opts.suite.profile(opts.profile)
+        self.threads = opts.threads or self.profile.timing.threads
+        self.targets, self.skipped = check_targets(opts.targets)
+        for name in opts.methods:
+            METHODS.get(name)
+        self.dataset = DATASETS.get(opts.suite.dataset)(
+            data_dir=opts.data_dir, download=opts.download, **opts.suite.dataset_options
+        )
+        if opts.device == "cuda" and not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is available here (choose: cpu)")
+        self.machine = sysinfo.machine()
+        self.versions = sysinfo.versions()
+        self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        self._refs: dict[tuple[str, str, int], Any] = {}
+        self._data: tuple[Any, Any] | None = None
+
+    def load_data(self) -> tuple[Any, Any]:
+        """(train, test) datasets; a missing dataset is a UsageError saying how to get it."""
+        if self._data is None:
+            self._data = (self.dataset.train(), self.dataset.test())
+        return self._data
+
+    # ---- planning ---------------------------------------------------------------------------
+
+    def method_runs(self) -> list[MethodRun]:
+        runs = [MethodRun("baseline")] + list(self.o.suite.runs)
+        if self.o.methods:
+            runs = [r for r in runs if r.method == "baseline" or r.method in self.o.methods]
+        return runs
+
+    def total_cells(self) -> int:
+        return len(self.o.suite.models) * len(self.method_runs()) * len(self.targets)
+
+    def _data_key(self) -> dict[str, Any]:
+        return {"dataset": self.o.suite.dataset, "options": self.o.suite.dataset_options}
+
+    def baseline_key(self, model: str) -> str:
+        return digest({"model": model, "data": self._data_key(), "recipe": self.profile.train,
+                       "seed": self.o.suite.seed, "train_code": TRAIN_CODE_VERSION,
+                       "device": self.o.device})
+
+    def compressed_key(self, model: str, run: MethodRun) -> str:
+        method = METHODS.get(run.method)
+        return digest({"baseline": self.baseline_key(model), "method": run.method,
+                       "config": run.config, "version": method.version,
+                       "finetune": self.profile.finetune, "harness": __version__})
+
+    def cell_key(self, model: str, run: MethodRun, target: str) -> str:
+        t = TARGETS.get(target)()
+        return digest({"suite": self.o.suite.name, "compressed": self.compressed_key(model, run),
+                       "target": target, "versions": t.versions(),
+                       "timing": self.profile.timing, "threads": self.threads,
+                       "eval_samples": self.profile.eval_samples, "cpu": self.machine["cpu"],
+                       "harness": __version__})
+
+    # ---- the sweep --------------------------------------------------------------------------
+
+    def run(self) -> str:
+        suite = self.o.suite
+        train_ds, test_ds = self.load_data()
+        store = Store(self.o.store)
+        settings = {"profile": dataclasses.asdict(self.profile), "threads": self.threads,
+                    "targets": self.targets, "skipped_targets": self.skipped,
+                    "device": self.o.device}
+        store.start_run(self.run_id, suite=suite.name, profile=self.o.profile,
+                        harness_version=__version__, git_commit=sysinfo.git_commit(),
+                        command=self.o.command, machine=self.machine, versions=self.versions,
+                        settings=settings)
+        try:
+            for model_name in suite.models:
+                self._model(store, model_name, train_ds, test_ds)
+        finally:
+            store.finish_run(self.run_id)
+            store.close()
+        return self.run_id
+
+    def _model(self, store: Store, model_name: str, train_ds: Any, test_ds: Any) -> None:
+        spec = MODELS.get(model_name)
+        baseline: Prepared | None = None
+        base_top1: float | None = None
+        for run in self.method_runs():
+            keys = {t: self.cell_key(model_name, run, t) for t in self.targets}
+            todo = [t for t in self.targets if self.o.force or not store.finished(keys[t])]
+            for t in self.targets:
+                if t not in todo:
+                    self.ev.cell(f"{model_name} {run.label} {t} (stored, skipped)")
+            if not todo:
+                continue
+            started = time.perf_counter()
+            try:
+                if baseline is None:
+                    self.ev.stage(f"{model_name}: baseline")
+                    baseline, base_top1 = self._baseline(spec, train_ds, test_ds)
+                prepared, accs = self._compress(spec, run, baseline, base_top1, train_ds, test_ds)
+            except Exception as exc:  # the sweep goes on; the cells remember why
+                err = _error(exc)
+                for t in todo:
+                    store.put_cell(self._cell_row(model_name, run, t, keys[t], status="failed",
+                                                  error=err, started=started), [])
+                    self.ev.cell(f"{model_name} {run.label} {t} FAILED: {err.splitlines()[0]}")
+                continue
+            for t in todo:
+                started = time.perf_counter()
+                try:
+                    row, meas = self._measure(spec, t, prepared, baseline, test_ds)
+                    cell = self._cell_row(model_name, run, t, keys[t], status="ok", error=None,
+                                          started=started, prepared=prepared, baseline=baseline,
+                                          accs=accs, **row)
+                except Exception as exc:
+                    cell = self._cell_row(model_name, run, t, keys[t], status="failed",
+                                          error=_error(exc), started=started, prepared=prepared,
+                                          baseline=baseline, accs=accs)
+                    meas = []
+                store.put_cell(cell, meas)
+                status = "ok" if cell["status"] == "ok" else "FAILED: " + cell["error"].splitlines()[0]
+                self.ev.cell(f"{model_name} {run.label} {t} {status}")
+
+    def _cell_row(self, model: str, run: MethodRun, target: str, key: str, *, status: str,
+                  error: str | None, started: float, prepared: Prepared | None = None,
+                  baseline: Prepared | None = None, accs: dict[str, Any] | None = None,
+                  **extra: Any) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "cell_key": key, "run_id": self.run_id, "suite": self.o.suite.name, "model": model,
+            "method": run.method, "method_config": run.config, "target": target,
+            "status": status, "error": error, "eval_samples": self.profile.eval_samples,
+            "target_versions": TARGETS.get(target)().versions(),
+        }
+        if prepared is not None:
+            m = prepared.metrics
+            row.update({k: m[k] for k in ("params_total", "params_nonzero", "flops",
+                                          "flops_effective", "size_bytes",
+                                          "size_compressed_bytes", "layers")})
+            row["precision"] = prepared.precision
+            row["info"] = m.get("info", {})
+            row.update(accs or {})
+            if baseline is not None:
+                b = baseline.metrics
+                row["compression_ratio"] = sig3(b["params_total"] / max(1, m["params_nonzero"]))
+                row["flops_ratio"] = sig3(b["flops"] / max(1, m["flops_effective"]))
+        row.update(extra)
+        row["duration_s"] = round(time.perf_counter() - started, 2)
+        return row
+
+    # ---- baseline and compression (cached on disk) ------------------------------------------
+
+    def _finetune_fn(self, recipe: Recipe) -> Callable[..., Any]:
+        def finetune(model: torch.nn.Module, epochs: float | None = None,
+                     masks: dict[str, torch.Tensor] | None = None, loss: Any = None,
+                     extra_params: list[Any] | None = None) -> torch.nn.Module:
+            r = dataclasses.replace(recipe, epochs=epochs) if epochs is not None else recipe
+            kw = {"loss_fn": loss} if loss is not None else {}
+            return fit(model, self.dataset.train(), r, masks=masks, device=self.o.device,
+                       seed=self.o.suite.seed, progress=self.ev.train,
+                       extra_params=extra_params, **kw)
+        return finetune
+
+    def _evaluate(self, model: torch.nn.Module, test_ds: Any) -> float:
+        return round(evaluate(model, test_ds, self.profile.eval_samples, device=self.o.device), 5)
+
+    def _baseline(self, spec: Any, train_ds: Any, test_ds: Any) -> tuple[Prepared, float]:
+        folder = self.o.cache_dir / "baselines" / f"{spec.name}-{self.baseline_key(spec.name)}"
+        ckpt = folder / "model.pt"
+        model = spec.build(num_classes=self.dataset.num_classes)
+        if ckpt.exists():
+            model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
+            self.ev.log(f"{spec.name}: cached baseline {ckpt}")
+        else:
+            self.ev.stage(f"{spec.name}: training baseline")
+            fit(model, train_ds, self.profile.train, device=self.o.device,
+                seed=self.o.suite.seed, progress=self.ev.train)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = ckpt.with_suffix(".tmp")
+            torch.save(model.cpu().state_dict(), tmp)
+            tmp.replace(ckpt)
+        model = model.cpu().eval()
+        acc = self._evaluate(model, test_ds)
+        prepared = self._finish(model.cpu(), folder, "fp32", None, {})
+        return prepared, acc
+
+    def _compress(self, spec: Any, run: MethodRun, baseline: Prepared, base_top1: float | None,
+                  train_ds: Any, test_ds: Any) -> tuple[Prepared, dict[str, Any]]:
+        method_cls = METHODS.get(run.method)
+        key = self.compressed_key(spec.name, run)
+        folder = self.o.cache_dir / "compressed" / f"{spec.name}-{run.method}-{key}"
+        meta_path = folder / "meta.json"
+        if meta_path.exists() and not self.o.force:
+            meta = json.loads(meta_path.read_text())
+            module = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
+            onnx = folder / "model.onnx"
+            return Prepared(module.eval(), onnx if onnx.exists() else None, meta["precision"],
+                            meta["metrics"]), meta["accs"]
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        import copy
+
+        self.ev.stage(f"{spec.name} {run.label}: compress")
+        model = copy.deepcopy(baseline.module)
+        finetune = self._finetune_fn(self.profile.finetune)
+        ctx = Context(train_data=train_ds, test_data=test_ds,
+                      num_classes=self.dataset.num_classes,
+                      input_shape=tuple(self.dataset.input_shape), device=self.o.device,
+                      teacher=baseline.module, finetune=finetune,
+                      evaluate=lambda m: self._evaluate(m, test_ds), log=self.ev.log,
+                      seed=self.o.suite.seed)
+        method = method_cls()
+        comp: Compressed = method.apply(model, method_cls.Config(**run.config), ctx)
+        module = comp.model
+        accs: dict[str, Any] = {"top1_baseline": base_top1}
+        if module is not None:
+            module = module.cpu().eval()
+            accs["top1_pruned"] = self._evaluate(module, test_ds)
+            if comp.finetune and self.profile.finetune.epochs > 0:
+                self.ev.stage(f"{spec.name} {run.label}: fine-tune")
+                finetune(module, masks=comp.masks)
+                module = module.cpu().eval()
+            accs["top1_retrained"] = self._evaluate(module, test_ds)
+        prepared = self._finish(module, folder, comp.precision, comp.artifact, comp.info)
+        torch.save(module, folder / "model.pt")
+        meta_path.write_text(json.dumps({"precision": prepared.precision,
+                                         "metrics": prepared.metrics, "accs": accs},
+                                        default=str))
+        return prepared, accs
+
+    def _finish(self, module: torch.nn.Module, folder: Path, precision: str,
+                artifact: Path | None, info: dict[str, Any]) -> Prepared:
+        """Export (unless the method made its own artifact) and measure the torch-side metrics."""
+        shape = tuple(self.dataset.input_shape)
+        self.ev.stage(f"export {folder.name}")
+        onnx = artifact if artifact is not None else to_onnx(module, shape, folder / "model.onnx")
+        metrics = model_metrics(module, shape)
+        metrics["size_bytes"], metrics["size_compressed_bytes"] = file_sizes(onnx)
+        metrics["info"] = info
+        return Prepared(module, onnx, precision, metrics)
+
+    # ---- per target: accuracy on the runtime, then timing -----------------------------------
+
+    def _artifact(self, prepared: Prepared) -> Artifact:
+        shape = tuple(self.dataset.input_shape)
+        with torch.inference_mode():
+            out = prepared.module(torch.zeros((1, *shape)))
+        return Artifact(prepared.onnx_path, prepared.module, shape, tuple(out.shape[1:]),
+                        prepared.precision)
+
+    def _reference(self, model: str, target: str, baseline: Prepared, batch: int) -> Any:
+        key = (model, target, batch)
+        if key not in self._refs:
+            t = TARGETS.get(target)()
+            self._refs[key] = t.prepare(self._artifact(baseline), batch, self.threads, "fp32")
+        return self._refs[key]
+
+    def _measure(self, spec: Any, target_name: str, prepared: Prepared, baseline: Prepared,
+                 test_ds: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        target = TARGETS.get(target_name)()
+        art = self._artifact(prepared)
+        timing = self.profile.timing
+        x_all, y_all = test_arrays(test_ds, self.profile.eval_samples)
+        big = max(timing.batch_sizes)
+        row: dict[str, Any] = {}
+        sessions = {}
+        self.ev.stage(f"{spec.name} on {target_name}: accuracy")
+        sess = target.prepare(art, big, self.threads, prepared.precision)
+        sessions[big] = sess
+        row["precision"] = sess.precision
+        if getattr(target, "scores_accuracy", True):
+            row["top1_target"] = round(top1(run_batched(sess, x_all, big), y_all), 5)
+        meas = []
+        for b in timing.batch_sizes:
+            self.ev.stage(f"{spec.name} on {target_name}: timing b={b}")
+            cand = sessions.get(b) or target.prepare(art, b, self.threads, prepared.precision)
+            ref = self._reference(spec.name, target_name, baseline, b)
+            x = _timing_input(x_all, b)
+            ct, rt = measure_pair(cand, ref, x, timing.config())
+            m = {"batch_size": b, **ct.summary(),
+                 "ref_latency_p50_ms": sig3(rt.p50_ms),
+                 "ref_throughput_ips": sig3(rt.throughput_ips)}
+            if b == 1:
+                m["speedup"] = sig3(rt.p50_ms / ct.p50_ms)
+            else:
+                m["speedup"] = sig3(ct.throughput_ips / rt.throughput_ips)
+            meas.append(m)
+        return row, meas
+
+
+def run_batched(session: Any, x: np.ndarray, batch: int) -> np.ndarray:
+    """First outputs of `session` over `x` in fixed-size batches (the last one zero-padded)."""
+    outs = []
+    for i in range(0, len(x), batch):
+        chunk = x[i : i + batch]
+        n = len(chunk)
+        if n < batch:
+            chunk = np.concatenate([chunk, np.zeros((batch - n, *chunk.shape[1:]), chunk.dtype)])
+        outs.append(np.asarray(session.run(np.ascontiguousarray(chunk))[0])[:n])
+    return np.concatenate(outs)
+
+
+def _timing_input(x_all: np.ndarray, batch: int) -> np.ndarray:
+    reps = -(-batch // len(x_all))
+    x = np.concatenate([x_all] * reps)[:batch] if reps > 1 else x_all[:batch]
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _error(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"

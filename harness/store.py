@@ -1,0 +1,158 @@
+"""The result store: SQLite (WAL), one transaction per finished cell, a versioned schema.
+
+Tables: `runs` (machine info, versions, commit, settings), `cells` (one row per cell and run:
+what was compressed, how, on which target, its accuracy and size), `measurements` (one row per
+cell, run and batch size: latency percentiles, throughput and the speedup over the baseline
+timed interleaved with it). A cell's history is kept; the newest ok row is the current result.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, suite TEXT, profile TEXT, started TEXT, finished TEXT,
+    harness_version TEXT, git_commit TEXT, command TEXT,
+    machine TEXT, versions TEXT, settings TEXT
+);
+CREATE TABLE IF NOT EXISTS cells (
+    cell_key TEXT NOT NULL, run_id TEXT NOT NULL, suite TEXT, model TEXT, method TEXT,
+    method_config TEXT, target TEXT, precision TEXT, status TEXT NOT NULL, error TEXT,
+    top1_baseline REAL, top1_pruned REAL, top1_retrained REAL, top1_target REAL,
+    eval_samples INTEGER, params_total INTEGER, params_nonzero INTEGER, flops INTEGER,
+    flops_effective INTEGER, size_bytes INTEGER, size_compressed_bytes INTEGER,
+    compression_ratio REAL, flops_ratio REAL, layers TEXT, info TEXT, target_versions TEXT,
+    created TEXT, duration_s REAL,
+    PRIMARY KEY (cell_key, run_id)
+);
+CREATE TABLE IF NOT EXISTS measurements (
+    cell_key TEXT NOT NULL, run_id TEXT NOT NULL, batch_size INTEGER NOT NULL,
+    latency_p50_ms REAL, latency_p90_ms REAL, latency_p95_ms REAL, latency_p99_ms REAL,
+    throughput_ips REAL, iterations INTEGER,
+    ref_latency_p50_ms REAL, ref_throughput_ips REAL, speedup REAL,
+    PRIMARY KEY (cell_key, run_id, batch_size)
+);
+"""
+
+JSON_COLUMNS = ("method_config", "layers", "info", "target_versions", "machine", "versions",
+                "settings")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Store:
+    """A SQLite file. Opening creates the schema; a newer schema than this code is refused."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, timeout=30)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        with self.db:
+            self.db.executescript(SCHEMA)
+            row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                                (str(SCHEMA_VERSION),))
+            elif int(row[0]) > SCHEMA_VERSION:
+                from harness.errors import UsageError
+
+                raise UsageError(f"store {self.path} has schema {row[0]}; this harness reads "
+                                 f"up to {SCHEMA_VERSION}: upgrade compressmark")
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        with self.db:
+            yield self.db
+
+    def start_run(self, run_id: str, **fields: Any) -> None:
+        row = {"run_id": run_id, "started": now(), **fields}
+        self._insert("runs", row)
+
+    def finish_run(self, run_id: str) -> None:
+        with self.db:
+            self.db.execute("UPDATE runs SET finished=? WHERE run_id=?", (now(), run_id))
+
+    def finished(self, cell_key: str) -> bool:
+        """True when some run already stored this cell successfully (resume skips it)."""
+        row = self.db.execute(
+            "SELECT 1 FROM cells WHERE cell_key=? AND status='ok' LIMIT 1", (cell_key,)
+        ).fetchone()
+        return row is not None
+
+    def put_cell(self, cell: dict[str, Any], measurements: list[dict[str, Any]]) -> None:
+        """Store one cell and its measurements atomically."""
+        with self.db:
+            self._insert("cells", {"created": now(), **cell}, commit=False)
+            for m in measurements:
+                self._insert("measurements",
+                             {"cell_key": cell["cell_key"], "run_id": cell["run_id"], **m},
+                             commit=False)
+
+    def _insert(self, table: str, row: dict[str, Any], commit: bool = True) -> None:
+        row = {k: (json.dumps(v, sort_keys=True, default=str) if k in JSON_COLUMNS else v)
+               for k, v in row.items()}
+        cols = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        sql = f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})"
+        if commit:
+            with self.db:
+                self.db.execute(sql, tuple(row.values()))
+        else:
+            self.db.execute(sql, tuple(row.values()))
+
+    def runs(self, suite: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM runs" + (" WHERE suite=?" if suite else "") + " ORDER BY started"
+        return [_decode(r) for r in self.db.execute(sql, (suite,) if suite else ())]
+
+    def rows(self, suite: str | None = None, run_id: str | None = None,
+             latest: bool = True) -> list[dict[str, Any]]:
+        """Tidy rows, one per (cell, batch size); failed cells appear once with no timing.
+
+        `latest` keeps, per cell key, only the newest row (ok rows preferred over failed ones).
+        """
+        where, args = [], []
+        if suite:
+            where.append("c.suite=?")
+            args.append(suite)
+        if run_id:
+            where.append("c.run_id=?")
+            args.append(run_id)
+        if latest and not run_id:
+            where.append(
+                "c.rowid = (SELECT c2.rowid FROM cells c2 WHERE c2.cell_key=c.cell_key "
+                "ORDER BY (c2.status='ok') DESC, c2.created DESC, c2.rowid DESC LIMIT 1)"
+            )
+        sql = (
+            "SELECT c.*, m.batch_size, m.latency_p50_ms, m.latency_p90_ms, m.latency_p95_ms, "
+            "m.latency_p99_ms, m.throughput_ips, m.iterations, m.ref_latency_p50_ms, "
+            "m.ref_throughput_ips, m.speedup FROM cells c LEFT JOIN measurements m "
+            "ON m.cell_key=c.cell_key AND m.run_id=c.run_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY c.created, c.rowid, m.batch_size"
+        )
+        return [_decode(r) for r in self.db.execute(sql, args)]
+
+
+def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    for k in JSON_COLUMNS:
+        if isinstance(out.get(k), str):
+            out[k] = json.loads(out[k])
+    return out

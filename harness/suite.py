@@ -1,0 +1,207 @@
+"""Suite files: what to train, which methods and configs to sweep, how to time.
+
+A suite is a TOML file: shipped ones live in `benchmarks/suites/`, plugins add more through the
+`harness.suites` entry-point group (the entry point names a TOML path or a function returning
+one), and `--suite` also takes a path to a user's own file. Every key is checked: a typo is a
+one-line error naming the valid keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import importlib.resources
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError, unknown
+from harness.registry import DATASETS, METHODS, MODELS
+from harness.timing import TimingConfig
+from harness.train import Recipe
+
+PROFILES = ("smoke", "quick", "full")
+SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "methods",
+              "profiles", "targets", "seed"}
+PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
+TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads"}
+METHOD_KEYS = {"name", "grid", "config"}
+
+
+@dataclass(frozen=True)
+class Timing:
+    batch_sizes: tuple[int, ...] = (1, 64)
+    iterations: int = 1024
+    warmup: int = 32
+    rounds: int = 4
+    threads: int = 2
+
+    def config(self) -> TimingConfig:
+        return TimingConfig(self.iterations, self.warmup, self.rounds)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    train: Recipe
+    finetune: Recipe
+    eval_samples: int | None
+    timing: Timing
+
+
+@dataclass(frozen=True)
+class MethodRun:
+    """One method with one configuration of the grid."""
+
+    method: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        if not self.config:
+            return self.method
+        vals = ",".join(f"{k}={v}" for k, v in sorted(self.config.items()))
+        return f"{self.method}[{vals}]"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    dataset: str
+    models: tuple[str, ...]
+    runs: tuple[MethodRun, ...]
+    profiles: dict[str, Profile]
+    targets: tuple[str, ...] = ("onnxruntime-cpu",)
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    path: str = ""
+
+    def profile(self, name: str) -> Profile:
+        if name not in self.profiles:
+            raise unknown("profile", name, self.profiles)
+        return self.profiles[name]
+
+
+def builtin_suites() -> dict[str, Path]:
+    """name -> path of every shipped and plugin suite file (plugins cannot shadow shipped ones)."""
+    out: dict[str, Path] = {}
+    root = importlib.resources.files("harness.benchmarks.suites")
+    for entry in root.iterdir():
+        if entry.name.endswith(".toml"):
+            out[entry.name[: -len(".toml")]] = Path(str(entry))
+    for ep in importlib.metadata.entry_points(group="harness.suites"):
+        obj = ep.load()
+        path = Path(obj() if callable(obj) else obj)
+        if ep.name in out:
+            raise UsageError(f"duplicate suite name '{ep.name}' (plugin {ep.value})")
+        out[ep.name] = path
+    return out
+
+
+def find(name_or_path: str) -> Path:
+    suites = builtin_suites()
+    if name_or_path in suites:
+        return suites[name_or_path]
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or p.exists():
+        if not p.is_file():
+            raise UsageError(f"suite file '{p}' does not exist")
+        return p
+    raise unknown("suite", name_or_path, suites)
+
+
+def _check_keys(d: dict[str, Any], valid: set[str], where: str) -> None:
+    bad = sorted(set(d) - valid)
+    if bad:
+        raise UsageError(f"{where}: unknown key '{bad[0]}' (valid: {', '.join(sorted(valid))})")
+
+
+def _expand(entry: dict[str, Any], where: str) -> list[MethodRun]:
+    _check_keys(entry, METHOD_KEYS, where)
+    if "name" not in entry:
+        raise UsageError(f"{where}: missing key 'name'")
+    method = METHODS.get(entry["name"])
+    fixed = dict(entry.get("config", {}))
+    grid = dict(entry.get("grid", {}))
+    fields = {f.name for f in dataclasses.fields(method.Config)}
+    for key in (*fixed, *grid):
+        if key not in fields:
+            raise UsageError(f"{where}: method '{entry['name']}' has no option '{key}' "
+                             f"(valid: {', '.join(sorted(fields)) or 'none'})")
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"{where}: grid '{key}' must be a non-empty list")
+    runs = []
+    keys = list(grid)
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        cfg = {**fixed, **dict(zip(keys, combo, strict=True))}
+        try:
+            method.Config(**cfg)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"{where}: bad config {cfg} for '{entry['name']}': {exc}") from None
+        runs.append(MethodRun(entry["name"], cfg))
+    return runs
+
+
+def _profile(name: str, d: dict[str, Any], where: str) -> Profile:
+    _check_keys(d, PROFILE_KEYS, where)
+    timing = dict(d.get("timing", {}))
+    _check_keys(timing, TIMING_KEYS, f"{where}.timing")
+    if "batch_sizes" in timing:
+        timing["batch_sizes"] = tuple(int(b) for b in timing["batch_sizes"])
+        if not timing["batch_sizes"] or min(timing["batch_sizes"]) < 1:
+            raise UsageError(f"{where}.timing: batch_sizes must be positive integers")
+    try:
+        t = Timing(**timing)
+        t.config()
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{where}.timing: {exc}") from None
+    return Profile(
+        name=name,
+        train=Recipe.from_dict(d.get("train", {}), f"{where}.train"),
+        finetune=Recipe.from_dict(d.get("finetune", {}), f"{where}.finetune"),
+        eval_samples=d.get("eval_samples"),
+        timing=t,
+    )
+
+
+def load(name_or_path: str) -> Suite:
+    """Parse and validate a suite by registered name or file path."""
+    path = find(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"suite file '{path}' is not valid TOML: {exc}") from None
+    where = f"suite '{path.name}'"
+    _check_keys(raw, SUITE_KEYS, where)
+    for key in ("name", "dataset", "models", "profiles"):
+        if key not in raw:
+            raise UsageError(f"{where}: missing key '{key}'")
+    DATASETS.get(raw["dataset"])
+    models = tuple(raw["models"])
+    for m in models:
+        MODELS.get(m)
+    profiles = {}
+    for pname, pdata in raw["profiles"].items():
+        if pname not in PROFILES:
+            raise UsageError(f"{where}: unknown profile '{pname}' (choose from: "
+                             f"{', '.join(PROFILES)})")
+        profiles[pname] = _profile(pname, pdata, f"{where} [profiles.{pname}]")
+    runs: list[MethodRun] = []
+    for i, entry in enumerate(raw.get("methods", [])):
+        runs.extend(_expand(entry, f"{where} [[methods]] #{i + 1}"))
+    return Suite(
+        name=raw["name"],
+        description=raw.get("description", ""),
+        dataset=raw["dataset"],
+        models=models,
+        runs=tuple(runs),
+        profiles=profiles,
+        targets=tuple(raw.get("targets", ("onnxruntime-cpu",))),
+        dataset_options=dict(raw.get("dataset_options", {})),
+        seed=int(raw.get("seed", 0)),
+        path=str(path),
+    )

@@ -1,0 +1,62 @@
+"""Machine and software facts recorded with every run (asv / pytest-benchmark style)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+RUNTIMES = ("torch", "torchvision", "onnx", "onnxruntime", "openvino", "nncf", "torch-pruning",
+            "numpy")
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512vnni", "avx512_bf16", "avx_vnni",
+             "amx_bf16", "amx_int8", "amx_tile", "fma")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions, read from package metadata: nothing is imported."""
+    out = {"python": platform.python_version()}
+    for dist in RUNTIMES:
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def machine() -> dict[str, Any]:
+    import psutil
+
+    try:
+        import cpuinfo
+
+        info = cpuinfo.get_cpu_info()
+    except Exception:  # py-cpuinfo can fail in odd sandboxes; the rest still stands
+        info = {}
+    flags = set(info.get("flags", []))
+    return {
+        "cpu": info.get("brand_raw") or platform.processor() or "unknown",
+        "arch": platform.machine(),
+        "isa": sorted(f for f in ISA_FLAGS if f in flags),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "cores_logical": psutil.cpu_count(logical=True),
+        "cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "os": platform.platform(),
+        "hostname": platform.node(),
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout the harness runs from, with '+dirty' when it has changes."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return sha + ("+dirty" if dirty else "") if sha else None

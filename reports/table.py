@@ -1,0 +1,57 @@
+"""The MLMark-style terminal table: Target, Model, Method, Precision, Batch, Metric, Score, Units."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from harness.timing import sig3
+
+
+def method_label(row: dict[str, Any]) -> str:
+    cfg = row.get("method_config") or {}
+    if isinstance(cfg, str):
+        cfg = json.loads(cfg)
+    if not cfg:
+        return row["method"]
+    return row["method"] + " " + ",".join(f"{k}={v}" for k, v in sorted(cfg.items()))
+
+
+def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """(target, model, method, precision, batch, metric, score, units) for ok rows."""
+    lines: list[tuple[str, ...]] = []
+    seen_acc = set()
+    for r in rows:
+        if r["status"] != "ok" or r.get("batch_size") is None:
+            continue
+        head = (r["target"], r["model"], method_label(r), r.get("precision") or "")
+        if r.get("top1_target") is not None and r["cell_key"] not in seen_acc:
+            seen_acc.add(r["cell_key"])
+            lines.append((*head, "-", "Top-1", f"{100 * r['top1_target']:.3g}", "%"))
+        b = str(r["batch_size"])
+        if r["batch_size"] == 1:
+            lines.append((*head, b, "Latency p95", f"{sig3(r['latency_p95_ms'])}", "ms"))
+        else:
+            lines.append((*head, b, "Throughput", f"{sig3(r['throughput_ips'])}", "fps"))
+        if r.get("speedup") is not None:
+            lines.append((*head, b, "Speedup", f"{sig3(r['speedup'])}", "x"))
+    return lines
+
+
+def print_table(console: Console, rows: list[dict[str, Any]]) -> None:
+    if not console.is_terminal:  # pipes and CI logs: do not squeeze the table into 80 columns
+        console = Console(file=console.file, width=max(console.width, 150))
+    table = Table(title="CompressMark results", show_lines=False)
+    for col in ("Target", "Model", "Method", "Precision", "Batch", "Metric", "Score", "Units"):
+        table.add_column(col, justify="right" if col in ("Batch", "Score") else "left")
+    for line in score_lines(rows):
+        table.add_row(*(Text(x) for x in line))
+    console.print(table)
+    failed = [r for r in rows if r["status"] != "ok"]
+    for r in failed:
+        console.print(f"FAILED {r['target']} {r['model']} {method_label(r)}: {r['error']}",
+                      markup=False, highlight=False)

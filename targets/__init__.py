@@ -1,0 +1,1 @@
+"""Where a model runs: one file per runtime. A target only loads and predicts; it never times."""

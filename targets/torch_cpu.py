@@ -1,0 +1,46 @@
+"""`torch-cpu`: PyTorch eager on the CPU, running the module itself (no export)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from harness.api import Artifact
+from harness.registry import TARGETS
+from harness.targets._common import dist_version
+
+
+class TorchSession:
+    precision = "fp32"
+
+    def __init__(self, module: Any, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.module = module.eval()
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(batch))
+        return [t.numpy() for t in (out if isinstance(out, tuple | list) else [out])]
+
+
+@TARGETS.register()
+class TorchCPU:
+    """PyTorch eager, fp32, on the CPU."""
+
+    name: ClassVar[str] = "torch-cpu"
+    scores_accuracy: ClassVar[bool] = True
+
+    def available(self) -> str | None:
+        return None
+
+    def versions(self) -> dict[str, str]:
+        return {"torch": dist_version("torch")}
+
+    def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str) -> TorchSession:
+        if artifact.module is None:
+            raise ValueError("torch-cpu needs the nn.Module; this artifact has only a file")
+        if precision != "fp32":
+            raise ValueError(f"torch-cpu runs fp32 modules only (asked for {precision})")
+        return TorchSession(artifact.module, threads)

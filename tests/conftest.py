@@ -1,0 +1,114 @@
+"""Shared fixtures: tiny datasets written in the real file formats, tiny suites, a CLI runner."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FASHION_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = False) -> None:
+    """Write an idx file (the MNIST format: magic, dims, big-endian uint8 data)."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if gz:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """28x28 images where class c lights a 7x7 block at a class-specific place, plus noise:
+    learnable in a few steps, so tiny end-to-end runs reach real accuracy."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.uint8)
+    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
+    for i, c in enumerate(labels):
+        r, col = 2 + 7 * (c // 4 % 3), 2 + 6 * (c % 4)
+        images[i, r : r + 7, col : col + 7] = 255
+    return images, labels
+
+
+def write_mnist_like(folder: Path, n_train: int = 512, n_test: int = 256, gz: bool = False) -> None:
+    xtr, ytr = synthetic_digits(n_train, 1)
+    xte, yte = synthetic_digits(n_test, 2)
+    write_idx(folder / "train-images-idx3-ubyte", xtr, gz)
+    write_idx(folder / "train-labels-idx1-ubyte", ytr, gz)
+    write_idx(folder / "t10k-images-idx3-ubyte", xte, gz)
+    write_idx(folder / "t10k-labels-idx1-ubyte", yte, gz)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data dir holding tiny MNIST (torchvision layout) and gzipped Fashion-MNIST (flat)."""
+    d = tmp_path_factory.mktemp("data")
+    write_mnist_like(d / "MNIST" / "raw")
+    write_mnist_like(d, gz=True)  # flat gz files: the Debian layout, unpacked by the loader
+    return d
+
+
+TINY_SUITE = """
+name = "{name}"
+description = "tiny test suite"
+dataset = "mnist"
+models = {models}
+targets = ["onnxruntime-cpu"]
+
+{methods}
+
+[profiles.smoke]
+train = {{ epochs = 2, lr = 0.05, batch_size = 64 }}
+finetune = {{ epochs = 0.5, lr = 0.01, batch_size = 64 }}
+eval_samples = 128
+timing = {{ batch_sizes = [1, 8], iterations = 6, warmup = 1, rounds = 2, threads = 1 }}
+"""
+
+DEFAULT_METHODS = """
+[[methods]]
+name = "weight-level"
+grid = { sparsity = [0.5] }
+
+[[methods]]
+name = "l1-filter"
+grid = { ratio = [0.5] }
+"""
+
+
+def tiny_suite(folder: Path, name: str = "tiny", models: str = '["lenet-300-100"]',
+               methods: str = DEFAULT_METHODS) -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(TINY_SUITE.format(name=name, models=models, methods=methods))
+    return path
+
+
+def harness_bin() -> list[str]:
+    exe = Path(sys.executable).parent / "harness"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "harness.cli"]
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([*harness_bin(), *args], cwd=cwd, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def have_fashion_mnist() -> bool:
+    return FASHION_SYSTEM_DIR.is_dir() and any(FASHION_SYSTEM_DIR.iterdir())
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    shutil.copytree(src, dst, dirs_exist_ok=True)

@@ -1,0 +1,117 @@
+"""Registry contracts, parametrized over every registered name: a new plugin is tested for free."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from harness.api import Artifact, Compressed, Context
+from harness.errors import UsageError
+from harness.registry import DATASETS, METHODS, MODELS, TARGETS, Registry, describe
+
+
+def test_duplicate_name_is_rejected() -> None:
+    reg: Registry[object] = Registry("thing", "harness.methods", "harness.none")
+
+    @reg.register("a")
+    class A:
+        pass
+
+    with pytest.raises(UsageError, match="duplicate thing name 'a'"):
+
+        @reg.register("a")
+        class B:
+            pass
+
+
+def test_unknown_name_lists_choices() -> None:
+    with pytest.raises(UsageError) as exc:
+        METHODS.get("no-such-method")
+    msg = str(exc.value)
+    assert "unknown method 'no-such-method'" in msg
+    assert "l1-filter" in msg and "weight-level" in msg
+
+
+def test_registries_are_populated() -> None:
+    assert {"baseline", "l1-filter", "weight-level"} <= set(METHODS.names())
+    assert {"torch-cpu", "onnxruntime-cpu", "openvino-cpu", "null"} <= set(TARGETS.names())
+    assert {"lenet-300-100", "lenet-5"} <= set(MODELS.names())
+    assert {"mnist", "fashion-mnist"} <= set(DATASETS.names())
+    assert METHODS.names("l1-*") == ["l1-filter"]
+
+
+def test_importing_harness_and_listing_loads_no_runtime() -> None:
+    code = (
+        "import sys; import harness, harness.cli, harness.registry as r;"
+        "[x.names() for x in (r.METHODS, r.TARGETS, r.MODELS, r.DATASETS)];"
+        "[t().available() for _, t in r.TARGETS.items()];"
+        "bad = [m for m in ('openvino', 'onnxruntime', 'nncf') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_model_contract(name: str) -> None:
+    spec = MODELS.get(name)
+    assert describe(spec)
+    model = spec.build(num_classes=7).eval()
+    out = model(torch.zeros((3, *spec.input_shape)))
+    assert out.shape == (3, 7)
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_dataset_contract(name: str, data_dir) -> None:  # type: ignore[no-untyped-def]
+    cls = DATASETS.get(name)
+    assert describe(cls) and cls.where and cls.num_classes > 1
+    ds = cls(data_dir=data_dir)
+    x, y = ds.test()[0]
+    assert tuple(x.shape) == tuple(ds.input_shape) and 0 <= int(y) < ds.num_classes
+    assert len(ds.calibration(10)) == 10
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_method_contract(name: str, data_dir) -> None:  # type: ignore[no-untyped-def]
+    """Every method: frozen default config, a version, and a model that still predicts."""
+    method = METHODS.get(name)
+    assert describe(method) and isinstance(method.version, str)
+    assert dataclasses.is_dataclass(method.Config)
+    cfg = method.Config()
+    if dataclasses.fields(cfg):
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(cfg, dataclasses.fields(cfg)[0].name, None)
+    ds = DATASETS.get("mnist")(data_dir=data_dir)
+    model = MODELS.get("lenet-5").build(num_classes=10).eval()
+    ctx = Context(train_data=ds.train(), test_data=ds.test(), num_classes=10,
+                  input_shape=(1, 28, 28), teacher=model, finetune=lambda m, **kw: m)
+    import copy
+
+    out = method().apply(copy.deepcopy(model), cfg, ctx)
+    assert isinstance(out, Compressed)
+    assert out.model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
+@pytest.mark.parametrize("name", TARGETS.names())
+def test_target_contract(name: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    target = TARGETS.get(name)()
+    assert describe(type(target))
+    reason = target.available()
+    assert reason is None or isinstance(reason, str)
+    assert isinstance(target.versions(), dict)
+    if reason:
+        pytest.skip(reason)
+    from harness.export import to_onnx
+
+    model = MODELS.get("lenet-300-100").build(num_classes=10).eval()
+    path = to_onnx(model, (1, 28, 28), tmp_path / "m.onnx")
+    art = Artifact(path, model, (1, 28, 28), (10,))
+    sess = target.prepare(art, 4, 1, "fp32")
+    out = sess.run(np.zeros((4, 1, 28, 28), np.float32))
+    assert out[0].shape == (4, 10)
+    assert isinstance(sess.precision, str)
