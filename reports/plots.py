@@ -30,25 +30,35 @@ def pareto(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return points.loc[keep].sort_values(x)
 
 
+def _panels(d: pd.DataFrame, col: str, plt):  # type: ignore[no-untyped-def]
+    keys = sorted(d[col].unique())
+    fig, axes = plt.subplots(1, len(keys), figsize=(6.2 * len(keys), 4.8), squeeze=False,
+                             sharey=True)
+    return fig, list(zip(keys, axes[0], strict=True))
+
+
 def speedup_vs_compression(df: pd.DataFrame, path: Path) -> Path | None:
-    """Speedup (batch 1 latency) against compression ratio, log x, with the ideal FLOP line."""
+    """Speedup (batch-1 p50) against compression ratio (log x), one panel per target; grey
+    rings mark the ideal speedup = FLOP ratio of each point."""
     d = df[(df.batch_size == 1) & df.speedup.notna() & df.compression_ratio.notna()]
     if d.empty:
         return None
     plt, sns = _setup()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    sns.scatterplot(data=d, x="compression_ratio", y="speedup", hue="method", style="target",
-                    s=90, ax=ax)
-    ideal = d[["compression_ratio", "flops_ratio"]].dropna().sort_values("compression_ratio")
-    if not ideal.empty:
-        ax.plot(ideal.compression_ratio, ideal.flops_ratio, ":", color="grey",
-                label="ideal: speedup = FLOP ratio")
-    ax.axhline(1.0, color="black", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("compression ratio (baseline params / non-zero params, log)")
-    ax.set_ylabel("speedup at batch 1 (p50 latency, same run)")
-    ax.set_title("Speedup vs compression")
-    ax.legend(fontsize=8, loc="best")
+    fig, panels = _panels(d, "target", plt)
+    hue_order = sorted(d.method.unique())
+    for i, (target, ax) in enumerate(panels):
+        part = d[d.target == target]
+        ax.scatter(part.compression_ratio, part.flops_ratio, s=120, facecolors="none",
+                   edgecolors="grey", label="ideal: FLOP ratio")
+        sns.scatterplot(data=part, x="compression_ratio", y="speedup", hue="method",
+                        hue_order=hue_order, style="model", s=80, ax=ax, legend=i == 0)
+        ax.axhline(1.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_title(target)
+        ax.set_xlabel("compression ratio (baseline params / non-zero params)")
+        ax.set_ylabel("speedup at batch 1 (p50, timed in the same run)")
+    panels[0][1].legend(fontsize=8, loc="upper left")
+    fig.suptitle("Speedup vs compression")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -56,24 +66,31 @@ def speedup_vs_compression(df: pd.DataFrame, path: Path) -> Path | None:
 
 
 def accuracy_vs_speedup(df: pd.DataFrame, path: Path) -> Path | None:
-    """Top-1 loss (points, on the runtime) against speedup, with the Pareto front drawn."""
+    """Top-1 loss on the runtime against speedup, one panel per model, with each target's
+    Pareto front drawn and its points labelled."""
     d = df[(df.batch_size == 1) & df.speedup.notna() & df.acc_loss.notna()]
     if d.empty:
         return None
     plt, sns = _setup()
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    sns.scatterplot(data=d, x="speedup", y="acc_loss", hue="method", style="target", s=90,
-                    ax=ax)
-    front = pareto(d, "speedup", "acc_loss")
-    ax.plot(front.speedup, front.acc_loss, "--", color="black", lw=1, label="Pareto front")
-    for _, r in front.iterrows():
-        ax.annotate(r["label"], (r["speedup"], r["acc_loss"]), fontsize=7,
-                    xytext=(4, 4), textcoords="offset points")
-    ax.axhline(0.0, color="black", lw=0.8)
-    ax.set_xlabel("speedup at batch 1 (same run)")
-    ax.set_ylabel("top-1 loss vs baseline (points, on the runtime)")
-    ax.set_title("Accuracy loss vs speedup")
-    ax.legend(fontsize=8, loc="best")
+    fig, panels = _panels(d, "model", plt)
+    hue_order = sorted(d.method.unique())
+    for i, (model, ax) in enumerate(panels):
+        part = d[d.model == model]
+        sns.scatterplot(data=part, x="speedup", y="acc_loss", hue="method", hue_order=hue_order,
+                        style="target", s=80, ax=ax, legend=i == 0)
+        for j, (target, sub) in enumerate(part.groupby("target")):
+            front = pareto(sub, "speedup", "acc_loss")
+            ax.plot(front.speedup, front.acc_loss, ("--", ":", "-.")[j % 3], color="black",
+                    lw=1, label=f"Pareto front, {target}" if i == 0 else None)
+            for _, r in front.iterrows():
+                ax.annotate(r["label"], (r["speedup"], r["acc_loss"]), fontsize=7,
+                            xytext=(4, 4), textcoords="offset points")
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_title(model)
+        ax.set_xlabel("speedup at batch 1 (timed in the same run)")
+        ax.set_ylabel("top-1 loss vs baseline (points, on the runtime)")
+    panels[0][1].legend(fontsize=7, loc="upper left")
+    fig.suptitle("Accuracy loss vs speedup")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

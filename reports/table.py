@@ -21,6 +21,14 @@ def method_label(row: dict[str, Any]) -> str:
     return row["method"] + " " + ",".join(f"{k}={v}" for k, v in sorted(cfg.items()))
 
 
+def fmt3(x: float | None) -> str:
+    """Three significant figures, without a float's trailing '.0' or an exponent."""
+    if x is None:
+        return ""
+    v = sig3(float(x))
+    return f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
+
+
 def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """(target, model, method, precision, batch, metric, score, units) for ok rows."""
     lines: list[tuple[str, ...]] = []
@@ -31,14 +39,14 @@ def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         head = (r["target"], r["model"], method_label(r), r.get("precision") or "")
         if r.get("top1_target") is not None and r["cell_key"] not in seen_acc:
             seen_acc.add(r["cell_key"])
-            lines.append((*head, "-", "Top-1", f"{100 * r['top1_target']:.3g}", "%"))
+            lines.append((*head, "-", "Top-1", fmt3(100 * r["top1_target"]), "%"))
         b = str(r["batch_size"])
         if r["batch_size"] == 1:
-            lines.append((*head, b, "Latency p95", f"{sig3(r['latency_p95_ms'])}", "ms"))
+            lines.append((*head, b, "Latency p95", fmt3(r["latency_p95_ms"]), "ms"))
         else:
-            lines.append((*head, b, "Throughput", f"{sig3(r['throughput_ips'])}", "fps"))
+            lines.append((*head, b, "Throughput", fmt3(r["throughput_ips"]), "fps"))
         if r.get("speedup") is not None:
-            lines.append((*head, b, "Speedup", f"{sig3(r['speedup'])}", "x"))
+            lines.append((*head, b, "Speedup", fmt3(r["speedup"]), "x"))
     return lines
 
 
