@@ -5,15 +5,12 @@ Methods compress, targets predict, the harness alone trains, measures, times and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
-
-Batch = tuple[Any, Any]  # (x, y) tensors
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -111,15 +108,10 @@ class Target(Protocol):
     def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str) -> Session: ...
 
 
-def batches(data: Any, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
-    """Deterministic (x, y) batches of a torch Dataset, optionally only its first `limit` items."""
+def calibration_subset(data: Any, n: int) -> Any:
+    """The first `n` items of `data` in a fixed shuffled order (seed 0): calibration sets."""
     import torch
-    from torch.utils.data import DataLoader, Subset
+    from torch.utils.data import Subset
 
-    if limit is not None and limit < len(data):
-        data = Subset(data, range(limit))
-    yield from DataLoader(data, batch_size=batch_size, shuffle=False, generator=torch.Generator())
-
-
-def as_list(x: Iterable[Any] | Any) -> list[Any]:
-    return list(x) if isinstance(x, list | tuple) else [x]
+    order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]
+    return Subset(data, order.tolist())

@@ -255,7 +255,7 @@ class Runner:
     def _baseline(self, spec: Any, train_ds: Any, test_ds: Any) -> tuple[Prepared, float]:
         folder = self.o.cache_dir / "baselines" / f"{spec.name}-{self.baseline_key(spec.name)}"
         ckpt = folder / "model.pt"
-        model = spec.build(num_classes=self.dataset.num_classes)
+        model = build_model(spec, self.dataset)
         if ckpt.exists():
             model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
             self.ev.log(f"{spec.name}: cached baseline {ckpt}")
@@ -375,6 +375,17 @@ class Runner:
                 m["speedup"] = sig3(ct.throughput_ips / rt.throughput_ips)
             meas.append(m)
         return row, meas
+
+
+def build_model(spec: Any, dataset: Any) -> torch.nn.Module:
+    """A fresh model sized for the dataset: its classes, and its input channels where the
+    builder takes them (so the CIFAR ResNets also run on 1-channel Fashion-MNIST)."""
+    import inspect
+
+    kw: dict[str, Any] = {"num_classes": dataset.num_classes}
+    if "in_channels" in inspect.signature(spec.build).parameters:
+        kw["in_channels"] = dataset.input_shape[0]
+    return spec.build(**kw)
 
 
 def run_batched(session: Any, x: np.ndarray, batch: int) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""`l1-filter`: Li et al. 2016, filters (neurons) with the smallest L1 norm physically removed."""
+"""`l1-filter` (Li et al. 2016) and `fpgm` (He et al. 2019): filter pruning with physical removal.
+
+Both share the plan (a ratio over the prunable layers, or one of Li's named ResNet plans) and
+the surgery (Torch-Pruning); they differ only in the criterion that picks the filters.
+"""
 
 from __future__ import annotations
 
@@ -8,32 +12,65 @@ from typing import Any, ClassVar
 import torch
 
 from harness.api import Compressed, Context
-from harness.methods._filters import l1_norm, prune_filters, prunable_layers
+from harness.methods._filters import (
+    LI_PLANS,
+    Criterion,
+    geometric_median_distance,
+    l1_norm,
+    li_plan,
+    prunable_layers,
+    prune_filters,
+)
 from harness.registry import METHODS
 
 
+@dataclass(frozen=True)
+class FilterConfig:
+    ratio: float = 0.5  # fraction of each pruned layer's filters removed (ignored with `plan`)
+    plan: str | None = None  # one of Li's named ResNet plans: 56-A, 56-B, 110-A, 110-B
+    layers: tuple[str, ...] | None = None  # default: see prunable_layers()
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.ratio < 1.0:
+            raise ValueError("ratio must be in [0, 1)")
+        if self.plan is not None and self.plan not in LI_PLANS:
+            raise ValueError(f"unknown plan '{self.plan}' (choose from: {', '.join(LI_PLANS)})")
+
+
+class FilterPruning:
+    """Shared apply(): plan -> criterion -> surgery."""
+
+    version: ClassVar[str] = "1"
+    criterion: ClassVar[Criterion]
+    Config = FilterConfig
+
+    def apply(self, model: Any, cfg: FilterConfig, ctx: Context) -> Compressed:
+        modules = dict(model.named_modules())
+        if cfg.plan:
+            plan = li_plan(model, cfg.plan)
+        else:
+            layers = list(cfg.layers) if cfg.layers else prunable_layers(model)
+            unknown = [n for n in layers if n not in modules]
+            if unknown:
+                raise ValueError(f"no layer named {unknown[0]} "
+                                 f"(layers: {', '.join(prunable_layers(model))})")
+            plan = {n: int(round(cfg.ratio * modules[n].weight.shape[0])) for n in layers}
+        removed = prune_filters(model, plan, type(self).criterion,
+                                torch.zeros((1, *ctx.input_shape)))
+        return Compressed(model=model, info={"removed": {k: len(v) for k, v in removed.items()}})
+
+
 @METHODS.register()
-class L1Filter:
+class L1Filter(FilterPruning):
     """Li et al. 2016: remove the lowest-L1 filters/neurons; the result is a smaller dense model."""
 
     name: ClassVar[str] = "l1-filter"
-    version: ClassVar[str] = "1"
+    criterion = staticmethod(l1_norm)
 
-    @dataclass(frozen=True)
-    class Config:
-        ratio: float = 0.5  # fraction of each pruned layer's filters removed
-        layers: tuple[str, ...] | None = None  # default: every conv/linear but the classifier
 
-        def __post_init__(self) -> None:
-            if not 0.0 <= self.ratio < 1.0:
-                raise ValueError("ratio must be in [0, 1)")
+@METHODS.register()
+class FPGM(FilterPruning):
+    """He et al. 2019: remove the filters nearest the geometric median (most replaceable)."""
 
-    def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
-        layers = list(cfg.layers) if cfg.layers else prunable_layers(model)
-        modules = dict(model.named_modules())
-        unknown = [n for n in layers if n not in modules]
-        if unknown:
-            raise ValueError(f"no layer named {unknown[0]} (layers: {', '.join(prunable_layers(model))})")
-        plan = {n: int(round(cfg.ratio * modules[n].weight.shape[0])) for n in layers}
-        removed = prune_filters(model, plan, l1_norm, torch.zeros((1, *ctx.input_shape)))
-        return Compressed(model=model, info={"removed": {k: len(v) for k, v in removed.items()}})
+    name: ClassVar[str] = "fpgm"
+    criterion = staticmethod(geometric_median_distance)

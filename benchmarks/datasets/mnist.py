@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import Subset, TensorDataset
 
+from harness.api import calibration_subset
 from harness.errors import UsageError
 from harness.registry import DATASETS
 
@@ -96,10 +97,8 @@ class IdxDataset:
         return self._load(False)
 
     def calibration(self, n: int) -> Subset:
-        """The first `n` training images in a fixed shuffled order (seed 0)."""
-        data = self.train()
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))[:n]
-        return Subset(data, order.tolist())
+        """The first `n` training items in a fixed shuffled order (seed 0)."""
+        return calibration_subset(self.train(), n)
 
 
 def _find(folder: Path, stem: str) -> Path | None:
