@@ -53,18 +53,33 @@ class Context:
     evaluate: Callable[[Any], float] | None = None  # top-1 in [0, 1] on the test subset
     log: Callable[[str], None] = print
     seed: int = 0
+    workdir: Path | None = None  # where a method may write its own artifacts (cached with it)
+    calibration: Callable[[int], Any] | None = None  # n -> the first n calibration items
+
+
+@dataclass(frozen=True)
+class TargetArtifact:
+    """A runtime-specific model a method made itself (e.g. a QDQ ONNX, an NNCF IR, a torch.ao
+    int8 module), with the toolchain that made it: the row says so."""
+
+    path: Path | None = None  # an ONNX or OpenVINO IR (.xml) file
+    module: Any = None  # an nn.Module, for eager runtimes
+    toolchain: str = ""
+    precision: str = "int8"
 
 
 @dataclass
 class Compressed:
     """What a method returns. `finetune` False means the method already trained the model."""
 
-    model: Any  # nn.Module (or None when only an artifact exists)
-    artifact: Path | None = None  # e.g. a QDQ ONNX file the method produced itself
+    model: Any  # nn.Module: what torch-side accuracy, parameters and FLOPs are measured on
+    # per target name: a runtime-specific artifact; targets not listed get the ONNX export of
+    # `model` (a method with artifacts for some targets only fails the others' cells)
+    artifacts: dict[str, TargetArtifact] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     masks: dict[str, Any] | None = None  # parameter name -> 0/1 mask held during fine-tuning
     finetune: bool = True
-    precision: str = "fp32"
+    scored: Any = None  # the module whose torch-side top-1 is reported, when not `model`
 
 
 class Method(Protocol):

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from harness import __version__, sysinfo
-from harness.api import Artifact, Compressed, Context
+from harness.api import Artifact, Compressed, Context, TargetArtifact
 from harness.errors import UsageError
 from harness.export import to_onnx
 from harness.metrics import file_sizes, model_metrics
@@ -32,7 +32,7 @@ from harness.registry import DATASETS, METHODS, MODELS, TARGETS
 from harness.store import Store
 from harness.suite import MethodRun, Profile, Suite
 from harness.timing import measure_pair, sig3
-from harness.train import Recipe, evaluate, fit, test_arrays, top1
+from harness.train import Recipe, evaluate, fit, eval_arrays, top1
 
 TRAIN_CODE_VERSION = "1"  # bump when harness/train.py changes what a recipe produces
 
@@ -69,12 +69,13 @@ class Events:
 
 @dataclass
 class Prepared:
-    """A compressed model ready for targets: module, files and torch-side metrics."""
+    """A compressed model ready for targets: module, ONNX export, per-target artifacts the
+    method made itself, and the torch-side metrics."""
 
     module: torch.nn.Module
     onnx_path: Path | None
-    precision: str
     metrics: dict[str, Any]
+    artifacts: dict[str, TargetArtifact] = field(default_factory=dict)
 
 
 def check_targets(names: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -225,7 +226,7 @@ class Runner:
             row.update({k: m[k] for k in ("params_total", "params_nonzero", "flops",
                                           "flops_effective", "size_bytes",
                                           "size_compressed_bytes", "layers")})
-            row["precision"] = prepared.precision
+            row["precision"] = "fp32"
             row["info"] = m.get("info", {})
             row.update(accs or {})
             if baseline is not None:
@@ -269,7 +270,7 @@ class Runner:
             tmp.replace(ckpt)
         model = model.cpu().eval()
         acc = self._evaluate(model, test_ds)
-        prepared = self._finish(model.cpu(), folder, "fp32", None, {})
+        prepared = self._finish(model.cpu(), folder, {}, {})
         return prepared, acc
 
     def _compress(self, spec: Any, run: MethodRun, baseline: Prepared, base_top1: float | None,
@@ -282,8 +283,9 @@ class Runner:
             meta = json.loads(meta_path.read_text())
             module = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
             onnx = folder / "model.onnx"
-            return Prepared(module.eval(), onnx if onnx.exists() else None, meta["precision"],
-                            meta["metrics"]), meta["accs"]
+            arts = {t: _load_artifact(folder, a) for t, a in meta["artifacts"].items()}
+            return Prepared(module.eval(), onnx if onnx.exists() else None, meta["metrics"],
+                            arts), meta["accs"]
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
@@ -297,64 +299,77 @@ class Runner:
                       input_shape=tuple(self.dataset.input_shape), device=self.o.device,
                       teacher=baseline.module, finetune=finetune,
                       evaluate=lambda m: self._evaluate(m, test_ds), log=self.ev.log,
-                      seed=self.o.suite.seed)
+                      seed=self.o.suite.seed, workdir=folder,
+                      calibration=self.dataset.calibration)
         method = method_cls()
         comp: Compressed = method.apply(model, method_cls.Config(**run.config), ctx)
         module = comp.model
         accs: dict[str, Any] = {"top1_baseline": base_top1}
-        if module is not None:
+        module = module.cpu().eval()
+        scored = comp.scored if comp.scored is not None else module
+        accs["top1_pruned"] = self._evaluate(scored, test_ds)
+        if comp.finetune and self.profile.finetune.epochs > 0:
+            self.ev.stage(f"{spec.name} {run.label}: fine-tune")
+            finetune(module, masks=comp.masks)
             module = module.cpu().eval()
-            accs["top1_pruned"] = self._evaluate(module, test_ds)
-            if comp.finetune and self.profile.finetune.epochs > 0:
-                self.ev.stage(f"{spec.name} {run.label}: fine-tune")
-                finetune(module, masks=comp.masks)
-                module = module.cpu().eval()
-            accs["top1_retrained"] = self._evaluate(module, test_ds)
-        prepared = self._finish(module, folder, comp.precision, comp.artifact, comp.info)
+            scored = module
+        accs["top1_retrained"] = self._evaluate(scored, test_ds)
+        prepared = self._finish(module, folder, comp.artifacts, comp.info)
         torch.save(module, folder / "model.pt")
-        meta_path.write_text(json.dumps({"precision": prepared.precision,
-                                         "metrics": prepared.metrics, "accs": accs},
-                                        default=str))
+        arts = {t: _save_artifact(folder, t, a) for t, a in comp.artifacts.items()}
+        meta_path.write_text(json.dumps({"metrics": prepared.metrics, "accs": accs,
+                                         "artifacts": arts}, default=str))
         return prepared, accs
 
-    def _finish(self, module: torch.nn.Module, folder: Path, precision: str,
-                artifact: Path | None, info: dict[str, Any]) -> Prepared:
-        """Export (unless the method made its own artifact) and measure the torch-side metrics."""
+    def _finish(self, module: torch.nn.Module, folder: Path,
+                artifacts: dict[str, TargetArtifact], info: dict[str, Any]) -> Prepared:
+        """Export to ONNX (unless the method made every target's artifact itself) and measure
+        the torch-side metrics."""
         shape = tuple(self.dataset.input_shape)
         self.ev.stage(f"export {folder.name}")
-        onnx = artifact if artifact is not None else to_onnx(module, shape, folder / "model.onnx")
+        onnx = None if artifacts else to_onnx(module, shape, folder / "model.onnx")
         metrics = model_metrics(module, shape)
         metrics["size_bytes"], metrics["size_compressed_bytes"] = file_sizes(onnx)
         metrics["info"] = info
-        return Prepared(module, onnx, precision, metrics)
+        return Prepared(module, onnx, metrics, dict(artifacts))
 
     # ---- per target: accuracy on the runtime, then timing -----------------------------------
 
-    def _artifact(self, prepared: Prepared) -> Artifact:
+    def _artifact(self, prepared: Prepared, target: str) -> tuple[Artifact, dict[str, Any]]:
+        """What `target` loads, and the row fields that depend on it (size, toolchain)."""
         shape = tuple(self.dataset.input_shape)
         with torch.inference_mode():
-            out = prepared.module(torch.zeros((1, *shape)))
-        return Artifact(prepared.onnx_path, prepared.module, shape, tuple(out.shape[1:]),
-                        prepared.precision)
+            out_shape = tuple(prepared.module(torch.zeros((1, *shape))).shape[1:])
+        info = dict(prepared.metrics.get("info") or {})
+        if not prepared.artifacts:
+            return Artifact(prepared.onnx_path, prepared.module, shape, out_shape, "fp32"), {}
+        if target not in prepared.artifacts:
+            raise ValueError(f"this method made no artifact for {target} "
+                             f"(it has: {', '.join(sorted(prepared.artifacts))})")
+        ta = prepared.artifacts[target]
+        info["toolchain"] = ta.toolchain
+        size, packed = artifact_sizes(ta)
+        fields = {"info": info, "size_bytes": size, "size_compressed_bytes": packed}
+        return Artifact(ta.path, ta.module, shape, out_shape, ta.precision), fields
 
     def _reference(self, model: str, target: str, baseline: Prepared, batch: int) -> Any:
         key = (model, target, batch)
         if key not in self._refs:
             t = TARGETS.get(target)()
-            self._refs[key] = t.prepare(self._artifact(baseline), batch, self.threads, "fp32")
+            art, _ = self._artifact(baseline, target)
+            self._refs[key] = t.prepare(art, batch, self.threads, "fp32")
         return self._refs[key]
 
     def _measure(self, spec: Any, target_name: str, prepared: Prepared, baseline: Prepared,
                  test_ds: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         target = TARGETS.get(target_name)()
-        art = self._artifact(prepared)
+        art, row = self._artifact(prepared, target_name)
         timing = self.profile.timing
-        x_all, y_all = test_arrays(test_ds, self.profile.eval_samples)
+        x_all, y_all = eval_arrays(test_ds, self.profile.eval_samples)
         big = max(timing.batch_sizes)
-        row: dict[str, Any] = {}
         sessions = {}
         self.ev.stage(f"{spec.name} on {target_name}: accuracy")
-        sess = target.prepare(art, big, self.threads, prepared.precision)
+        sess = target.prepare(art, big, self.threads, art.precision)
         sessions[big] = sess
         row["precision"] = sess.precision
         if getattr(target, "scores_accuracy", True):
@@ -362,7 +377,7 @@ class Runner:
         meas = []
         for b in timing.batch_sizes:
             self.ev.stage(f"{spec.name} on {target_name}: timing b={b}")
-            cand = sessions.get(b) or target.prepare(art, b, self.threads, prepared.precision)
+            cand = sessions.get(b) or target.prepare(art, b, self.threads, art.precision)
             ref = self._reference(spec.name, target_name, baseline, b)
             x = _timing_input(x_all, b)
             ct, rt = measure_pair(cand, ref, x, timing.config())
@@ -375,6 +390,41 @@ class Runner:
                 m["speedup"] = sig3(ct.throughput_ips / rt.throughput_ips)
             meas.append(m)
         return row, meas
+
+
+def _save_artifact(folder: Path, target: str, a: TargetArtifact) -> dict[str, Any]:
+    """Cache a method's artifact beside the model; files are kept where the method wrote them."""
+    module = None
+    if a.module is not None:
+        module = f"{target}.pt"
+        torch.save(a.module, folder / module)
+    path = str(Path(a.path).resolve().relative_to(folder.resolve())) if a.path else None
+    return {"path": path, "module": module, "toolchain": a.toolchain, "precision": a.precision}
+
+
+def _load_artifact(folder: Path, meta: dict[str, Any]) -> TargetArtifact:
+    module = (torch.load(folder / meta["module"], map_location="cpu", weights_only=False)
+              if meta["module"] else None)
+    return TargetArtifact(path=folder / meta["path"] if meta["path"] else None, module=module,
+                          toolchain=meta["toolchain"], precision=meta["precision"])
+
+
+def artifact_sizes(a: TargetArtifact) -> tuple[int | None, int | None]:
+    """Bytes on disk (an OpenVINO IR counts its .xml and .bin) and zlib-compressed bytes."""
+    if a.path is not None:
+        files = [Path(a.path)]
+        if files[0].suffix == ".xml":
+            files.append(files[0].with_suffix(".bin"))
+        sizes = [file_sizes(f) for f in files]
+        return sum(s[0] or 0 for s in sizes), sum(s[1] or 0 for s in sizes)
+    if a.module is not None:
+        import io
+        import zlib
+
+        buf = io.BytesIO()
+        torch.save(a.module, buf)
+        return len(buf.getvalue()), len(zlib.compress(buf.getvalue(), 9))
+    return None, None
 
 
 def build_model(spec: Any, dataset: Any) -> torch.nn.Module:
@@ -407,6 +457,12 @@ def _timing_input(x_all: np.ndarray, batch: int) -> np.ndarray:
 
 
 def _error(exc: BaseException) -> str:
+    """`Type: message (at file:line)`, colour codes removed, whitespace collapsed, capped."""
+    import re
+
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" (at {Path(tb[-1].filename).name}:{tb[-1].lineno})" if tb else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
+    if len(text) > 600:
+        text = text[:300] + " ... " + text[-250:]
+    return f"{type(exc).__name__}: {text}{where}"

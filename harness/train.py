@@ -51,14 +51,14 @@ def cross_entropy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return nn.functional.cross_entropy(model(x), y)
 
 
-def _tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def tensors(data: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """(X, Y) of a TensorDataset or a Subset of one, without per-item Python work."""
     from torch.utils.data import Subset, TensorDataset
 
     if isinstance(data, TensorDataset):
         return data.tensors[0], data.tensors[1]
     if isinstance(data, Subset):
-        x, y = _tensors(data.dataset)
+        x, y = tensors(data.dataset)
         idx = torch.as_tensor(list(data.indices))
         return x[idx], y[idx]
     xs, ys = zip(*(data[i] for i in range(len(data))), strict=True)
@@ -99,7 +99,7 @@ def fit(
     """Train `model` in place with `recipe`; `progress(fraction)` is called after each step."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    x_all, y_all = _tensors(data)
+    x_all, y_all = tensors(data)
     if recipe.train_samples:
         x_all, y_all = x_all[: recipe.train_samples], y_all[: recipe.train_samples]
     params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
@@ -147,7 +147,7 @@ def fit(
 def predict_logits(model: nn.Module, data: Any, limit: int | None, batch_size: int = 256,
                    device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels of the first `limit` test items."""
-    x_all, y_all = _tensors(data)
+    x_all, y_all = tensors(data)
     if limit:
         x_all, y_all = x_all[:limit], y_all[:limit]
     model.eval().to(device)
@@ -166,9 +166,9 @@ def evaluate(model: nn.Module, data: Any, limit: int | None = None, device: str 
     return top1(*predict_logits(model, data, limit, device=device))
 
 
-def test_arrays(data: Any, limit: int | None) -> tuple[Any, Any]:
+def eval_arrays(data: Any, limit: int | None) -> tuple[Any, Any]:
     """The evaluation inputs and labels as numpy arrays, for runtime accuracy."""
-    x, y = _tensors(data)
+    x, y = tensors(data)
     if limit:
         x, y = x[:limit], y[:limit]
     return x.numpy(), y.numpy()

@@ -13,11 +13,10 @@ from harness.targets._common import dist_version
 
 
 class TorchSession:
-    precision = "fp32"
-
-    def __init__(self, module: Any, threads: int) -> None:
+    def __init__(self, module: Any, threads: int, precision: str) -> None:
         torch.set_num_threads(threads)
         self.module = module.eval()
+        self.precision = precision
 
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
@@ -27,7 +26,7 @@ class TorchSession:
 
 @TARGETS.register()
 class TorchCPU:
-    """PyTorch eager, fp32, on the CPU."""
+    """PyTorch eager on the CPU: fp32 modules, or int8 modules from torch.ao (x86 backend)."""
 
     name: ClassVar[str] = "torch-cpu"
     scores_accuracy: ClassVar[bool] = True
@@ -41,6 +40,6 @@ class TorchCPU:
     def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str) -> TorchSession:
         if artifact.module is None:
             raise ValueError("torch-cpu needs the nn.Module; this artifact has only a file")
-        if precision != "fp32":
-            raise ValueError(f"torch-cpu runs fp32 modules only (asked for {precision})")
-        return TorchSession(artifact.module, threads)
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"torch-cpu runs fp32 or torch.ao int8 modules (asked for {precision})")
+        return TorchSession(artifact.module, threads, precision)

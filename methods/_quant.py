@@ -1,0 +1,121 @@
+"""INT8 toolchains, one per runtime, each the field's own tool (shared by int8-ptq and qat).
+
+- onnxruntime-cpu: onnxruntime.quantization, static QDQ, activations u8 / weights s8,
+  per-channel weights (s8s8 runs 2-3x slower than fp32 on x86 here; u8s8 is the fast path).
+- openvino-cpu: NNCF post-training quantization of the OpenVINO model, saved as IR.
+- torch-cpu: torch.ao FX graph mode, x86 backend (real int8 kernels in eager mode).
+Runtimes are imported only when a toolchain runs; a missing one is skipped and said so.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.metadata
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.api import Context, TargetArtifact
+from harness.export import to_onnx
+from harness.train import tensors
+
+
+def calibration_array(ctx: Context, n: int) -> np.ndarray:
+    """`n` training images (fixed shuffled order) as one float32 array."""
+    if ctx.calibration is None:
+        raise ValueError("this method needs calibration data (ctx.calibration)")
+    x, _ = tensors(ctx.calibration(n))
+    return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+
+
+def _v(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def ort_qdq(fp32_onnx: Path, out: Path, calib: np.ndarray, per_channel: bool = True,
+            batch: int = 16) -> TargetArtifact:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{"input": calib[i : i + batch]} for i in range(0, len(calib), batch)])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    pre = out.with_name(out.stem + "-pre.onnx")
+    quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    per_channel=per_channel)
+    pre.unlink(missing_ok=True)
+    return TargetArtifact(path=out, toolchain=f"onnxruntime.quantization {_v('onnxruntime')} "
+                          f"QDQ u8/s8{' per-channel' if per_channel else ''}")
+
+
+def nncf_openvino(fp32_onnx: Path, out_xml: Path, calib: np.ndarray,
+                  preset: str = "performance") -> TargetArtifact:
+    import nncf
+    import openvino as ov
+
+    model = ov.Core().read_model(str(fp32_onnx))
+    data = nncf.Dataset([calib[i : i + 1] for i in range(len(calib))])
+    presets = {"performance": nncf.QuantizationPreset.PERFORMANCE,
+               "mixed": nncf.QuantizationPreset.MIXED}
+    q = nncf.quantize(model, data, preset=presets[preset], subset_size=len(calib))
+    ov.save_model(q, str(out_xml), compress_to_fp16=False)
+    return TargetArtifact(path=out_xml, toolchain=f"nncf {_v('nncf')} PTQ ({preset}) -> "
+                          f"OpenVINO IR {_v('openvino')}")
+
+
+def torch_x86(model: torch.nn.Module, calib: np.ndarray, prepared: Any = None) -> TargetArtifact:
+    """torch.ao FX, x86 backend: calibrate observers (or take a QAT-prepared model) and convert."""
+    import warnings
+
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.backends.quantized.engine = "x86"
+        if prepared is None:
+            example = (torch.from_numpy(calib[:2]),)
+            prepared = prepare_fx(copy.deepcopy(model).eval(), get_default_qconfig_mapping("x86"),
+                                  example)
+            with torch.inference_mode():
+                for i in range(0, len(calib), 32):
+                    prepared(torch.from_numpy(calib[i : i + 32]))
+        q = convert_fx(prepared.eval())
+    return TargetArtifact(module=q, toolchain=f"torch.ao FX x86 {_v('torch')}")
+
+
+def quantize_for_all(model: torch.nn.Module, ctx: Context, calib: np.ndarray,
+                     per_channel: bool, preset: str, qat_prepared: Any = None,
+                     ) -> tuple[dict[str, TargetArtifact], dict[str, str]]:
+    """INT8 artifacts for every runtime whose toolchain is installed; why others were skipped."""
+    assert ctx.workdir is not None
+    fp32 = to_onnx(model, tuple(ctx.input_shape), ctx.workdir / "fp32-for-int8.onnx")
+    arts: dict[str, TargetArtifact] = {}
+    skipped: dict[str, str] = {}
+    if importlib.util.find_spec("onnxruntime"):
+        arts["onnxruntime-cpu"] = ort_qdq(fp32, ctx.workdir / "int8-qdq.onnx", calib, per_channel)
+    else:
+        skipped["onnxruntime-cpu"] = "onnxruntime not installed"
+    if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+        arts["openvino-cpu"] = nncf_openvino(fp32, ctx.workdir / "int8-nncf.xml", calib, preset)
+    else:
+        skipped["openvino-cpu"] = "openvino or nncf not installed"
+    arts["torch-cpu"] = torch_x86(model, calib, qat_prepared)
+    return arts, skipped

@@ -1,0 +1,72 @@
+"""INT8 toolchains: each runtime's int8 model agrees with the fp32 model on a test batch."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from harness.api import Artifact, Context
+from harness.registry import DATASETS, METHODS, MODELS, TARGETS
+from harness.train import Recipe, fit, eval_arrays
+
+# stated tolerance: top-1 within 3 points of fp32 (256 test images: <= 7 flips), and
+# >= 95% of the fp32 predictions unchanged
+TOP1_POINTS = 3.0
+AGREEMENT = 0.95
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):  # type: ignore[no-untyped-def]
+    ds = DATASETS.get("mnist")(data_dir=data_dir)
+    torch.manual_seed(0)
+    model = MODELS.get("lenet-5").build(num_classes=10)
+    fit(model, ds.train(), Recipe(epochs=3, lr=0.05, batch_size=32))
+    work = tmp_path_factory.mktemp("int8")
+    ctx = Context(train_data=ds.train(), test_data=ds.test(), num_classes=10,
+                  input_shape=(1, 28, 28), workdir=work, calibration=ds.calibration)
+    return model.eval(), ds, ctx
+
+
+@pytest.mark.parametrize("method_name", ["int8-ptq"])
+def test_int8_agrees_with_fp32_on_every_runtime(method_name: str, trained) -> None:  # type: ignore[no-untyped-def]
+    model, ds, ctx = trained
+    method = METHODS.get(method_name)
+    comp = method().apply(copy.deepcopy(model), method.Config(calibration=128), ctx)
+    x, y = eval_arrays(ds.test(), None)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(x)).numpy().argmax(1)
+    ref_top1 = 100 * float((ref == y).mean())
+    assert ref_top1 > 80  # the baseline really learned something
+    assert {"onnxruntime-cpu", "openvino-cpu", "torch-cpu"} <= set(comp.artifacts)
+    for name, art in comp.artifacts.items():
+        target = TARGETS.get(name)()
+        if target.available():
+            continue
+        assert art.toolchain and art.precision == "int8"
+        a = Artifact(art.path, art.module, (1, 28, 28), (10,), "int8")
+        sess = target.prepare(a, len(x), 1, "int8")
+        pred = sess.run(x)[0].argmax(1)
+        top1 = 100 * float((pred == y).mean())
+        assert abs(top1 - ref_top1) <= TOP1_POINTS, (name, top1, ref_top1)
+        assert float((pred == ref).mean()) >= AGREEMENT, name
+        assert "int8" in sess.precision
+
+
+def test_ort_artifact_is_qdq_u8_s8(trained) -> None:  # type: ignore[no-untyped-def]
+    import onnx
+
+    model, _, ctx = trained
+    method = METHODS.get("int8-ptq")
+    comp = method().apply(copy.deepcopy(model), method.Config(calibration=32), ctx)
+    graph = onnx.load(str(comp.artifacts["onnxruntime-cpu"].path)).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    inits = {i.name: i.data_type for i in graph.initializer}
+    zero_points = [n.input[2] for n in graph.node if n.op_type == "QuantizeLinear"]
+    assert any(inits.get(z) == onnx.TensorProto.UINT8 for z in zero_points)  # u8 activations
+    assert any(t == onnx.TensorProto.INT8 for t in inits.values())  # s8 weights
+    size = comp.artifacts["onnxruntime-cpu"].path.stat().st_size
+    assert size < 0.5 * sum(p.numel() * 4 for p in model.parameters())
