@@ -51,12 +51,37 @@ def write_mnist_like(folder: Path, n_train: int = 512, n_test: int = 256, gz: bo
     write_idx(folder / "t10k-labels-idx1-ubyte", yte, gz)
 
 
+def write_cifar_like(root: Path, per_batch: int = 64, n_test: int = 128) -> None:
+    """torchvision's `cifar-10-batches-py` layout: pickled dicts of uint8 rows and labels."""
+    import pickle
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+
+    def batch(n: int) -> dict[str, object]:
+        labels = rng.integers(0, 10, n)
+        data = rng.integers(0, 80, (n, 3, 32, 32)).astype(np.uint8)
+        for i, c in enumerate(labels):  # a class-coloured square: learnable
+            data[i, c % 3, 4 + 2 * c : 12 + 2 * c, 4:12] = 255
+        return {"data": data.reshape(n, 3072), "labels": labels.tolist()}
+
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").write_bytes(pickle.dumps(batch(per_batch)))
+    (folder / "test_batch").write_bytes(pickle.dumps(batch(n_test)))
+    names = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+             "truck"]
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data dir holding tiny MNIST (torchvision layout) and gzipped Fashion-MNIST (flat)."""
+    """A data dir holding tiny MNIST (torchvision layout), gzipped Fashion-MNIST (flat, as
+    Debian ships it) and CIFAR-10 (torchvision pickle batches)."""
     d = tmp_path_factory.mktemp("data")
     write_mnist_like(d / "MNIST" / "raw")
     write_mnist_like(d, gz=True)  # flat gz files: the Debian layout, unpacked by the loader
+    write_cifar_like(d)
     return d
 
 

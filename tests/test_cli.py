@@ -15,7 +15,7 @@ CASES = {
     "unknown profile": (["run", "--suite", "fashion-mnist-lenet", "--profile", "huge"],
                         "unknown profile 'huge' (choose from: smoke, quick, full)"),
     "unknown method": (["run", "--suite", "fashion-mnist-lenet", "--method", "nope"],
-                       "unknown method 'nope' (choose from: baseline, l1-filter"),
+                       "unknown method 'nope' (choose from: baseline, "),
     "unknown device": (["run", "--suite", "fashion-mnist-lenet", "--device", "tpu"],
                        "unknown device 'tpu' (choose from: cpu, cuda)"),
     "missing option": (["run"], "Missing option '--suite'"),

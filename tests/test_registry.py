@@ -77,7 +77,7 @@ def test_dataset_contract(name: str, data_dir) -> None:  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize("name", METHODS.names())
-def test_method_contract(name: str, data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_method_contract(name: str, data_dir, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Every method: frozen default config, a version, and a model that still predicts."""
     method = METHODS.get(name)
     assert describe(method) and isinstance(method.version, str)
@@ -89,7 +89,8 @@ def test_method_contract(name: str, data_dir) -> None:  # type: ignore[no-untype
     ds = DATASETS.get("mnist")(data_dir=data_dir)
     model = MODELS.get("lenet-5").build(num_classes=10).eval()
     ctx = Context(train_data=ds.train(), test_data=ds.test(), num_classes=10,
-                  input_shape=(1, 28, 28), teacher=model, finetune=lambda m, **kw: m)
+                  input_shape=(1, 28, 28), teacher=model, finetune=lambda m, **kw: m,
+                  workdir=tmp_path, calibration=ds.calibration, evaluate=lambda m: 0.0)
     import copy
 
     out = method().apply(copy.deepcopy(model), cfg, ctx)

@@ -1,8 +1,8 @@
 """CIFAR-10 through torchvision's own reader (the `cifar-10-batches-py` pickle layout).
 
 torchvision checks each batch file's MD5 against the official archive; here only presence is
-checked, so that subsets or re-packed files in the same format (and the tiny files the tests
-write) load too. `--download` lets torchvision fetch the archive where the network allows.
+checked (data and meta), so that subsets or re-packed files in the same format (and the tiny
+files the tests write) load too. `--download` lets torchvision fetch the archive where the network allows.
 """
 
 from __future__ import annotations
@@ -28,6 +28,13 @@ def _reader() -> Any:
         def _check_integrity(self) -> bool:
             root = Path(self.root) / self.base_folder
             return all((root / name).exists() for name, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:  # the class names, without the archive's MD5 check
+            import pickle
+
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
 
     return CIFAR10Files
 
