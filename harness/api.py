@@ -49,7 +49,11 @@ class Context:
     input_shape: tuple[int, ...]
     device: str = "cpu"
     teacher: Any = None
-    finetune: Callable[..., Any] | None = None  # finetune(model, epochs=None, masks=None, loss=None)
+    # finetune(model, epochs=None, masks=None, loss=None, extra_params=None, constraint=None):
+    # the suite's fine-tune recipe; train(...) the same with its baseline training recipe
+    finetune: Callable[..., Any] | None = None
+    train: Callable[..., Any] | None = None
+    train_epochs: float = 1.0  # the epochs of the suite's baseline recipe (a student's budget)
     evaluate: Callable[[Any], float] | None = None  # top-1 in [0, 1] on the test subset
     log: Callable[[str], None] = print
     seed: int = 0
@@ -78,6 +82,7 @@ class Compressed:
     artifacts: dict[str, TargetArtifact] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     masks: dict[str, Any] | None = None  # parameter name -> 0/1 mask held during fine-tuning
+    constraint: Callable[[Any], None] | None = None  # re-applied after every fine-tune step
     finetune: bool = True
     scored: Any = None  # the module whose torch-side top-1 is reported, when not `model`
 
@@ -121,6 +126,17 @@ class Target(Protocol):
     def versions(self) -> dict[str, str]: ...
 
     def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str) -> Session: ...
+
+
+def build_model(spec: ModelSpec, num_classes: int, input_shape: tuple[int, ...]) -> Any:
+    """A fresh model sized for a dataset: its classes, and its input channels where the builder
+    takes them (so the CIFAR ResNets also run on 1-channel Fashion-MNIST)."""
+    import inspect
+
+    kw: dict[str, Any] = {"num_classes": num_classes}
+    if "in_channels" in inspect.signature(spec.build).parameters:
+        kw["in_channels"] = input_shape[0]
+    return spec.build(**kw)
 
 
 def calibration_subset(data: Any, n: int) -> Any:

@@ -8,6 +8,7 @@ A cell that raises is stored as failed with its error, and the sweep goes on.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -24,7 +25,7 @@ import numpy as np
 import torch
 
 from harness import __version__, sysinfo
-from harness.api import Artifact, Compressed, Context, TargetArtifact
+from harness.api import Artifact, Compressed, Context, TargetArtifact, build_model
 from harness.errors import UsageError
 from harness.export import to_onnx
 from harness.metrics import file_sizes, model_metrics
@@ -118,14 +119,14 @@ class Runner:
 
     # ---- planning ---------------------------------------------------------------------------
 
-    def method_runs(self) -> list[MethodRun]:
-        runs = [MethodRun("baseline")] + list(self.o.suite.runs)
+    def method_runs(self, model: str) -> list[MethodRun]:
+        runs = [MethodRun("baseline")] + [r for r in self.o.suite.runs if r.applies_to(model)]
         if self.o.methods:
             runs = [r for r in runs if r.method == "baseline" or r.method in self.o.methods]
         return runs
 
     def total_cells(self) -> int:
-        return len(self.o.suite.models) * len(self.method_runs()) * len(self.targets)
+        return sum(len(self.method_runs(m)) for m in self.o.suite.models) * len(self.targets)
 
     def _data_key(self) -> dict[str, Any]:
         return {"dataset": self.o.suite.dataset, "options": self.o.suite.dataset_options}
@@ -174,7 +175,7 @@ class Runner:
         spec = MODELS.get(model_name)
         baseline: Prepared | None = None
         base_top1: float | None = None
-        for run in self.method_runs():
+        for run in self.method_runs(model_name):
             keys = {t: self.cell_key(model_name, run, t) for t in self.targets}
             todo = [t for t in self.targets if self.o.force or not store.finished(keys[t])]
             for t in self.targets:
@@ -239,16 +240,18 @@ class Runner:
 
     # ---- baseline and compression (cached on disk) ------------------------------------------
 
-    def _finetune_fn(self, recipe: Recipe) -> Callable[..., Any]:
-        def finetune(model: torch.nn.Module, epochs: float | None = None,
-                     masks: dict[str, torch.Tensor] | None = None, loss: Any = None,
-                     extra_params: list[Any] | None = None) -> torch.nn.Module:
+    def _trainer(self, recipe: Recipe) -> Callable[..., Any]:
+        """ctx.finetune / ctx.train: `fit` with one of the suite's recipes, epochs overridable."""
+        def train(model: torch.nn.Module, epochs: float | None = None,
+                  masks: dict[str, torch.Tensor] | None = None, loss: Any = None,
+                  extra_params: list[Any] | None = None,
+                  constraint: Callable[[torch.nn.Module], None] | None = None) -> torch.nn.Module:
             r = dataclasses.replace(recipe, epochs=epochs) if epochs is not None else recipe
             kw = {"loss_fn": loss} if loss is not None else {}
-            return fit(model, self.dataset.train(), r, masks=masks, device=self.o.device,
-                       seed=self.o.suite.seed, progress=self.ev.train,
+            return fit(model, self.dataset.train(), r, masks=masks, constraint=constraint,
+                       device=self.o.device, seed=self.o.suite.seed, progress=self.ev.train,
                        extra_params=extra_params, **kw)
-        return finetune
+        return train
 
     def _evaluate(self, model: torch.nn.Module, test_ds: Any) -> float:
         return round(evaluate(model, test_ds, self.profile.eval_samples, device=self.o.device), 5)
@@ -256,7 +259,7 @@ class Runner:
     def _baseline(self, spec: Any, train_ds: Any, test_ds: Any) -> tuple[Prepared, float]:
         folder = self.o.cache_dir / "baselines" / f"{spec.name}-{self.baseline_key(spec.name)}"
         ckpt = folder / "model.pt"
-        model = build_model(spec, self.dataset)
+        model = build_model(spec, self.dataset.num_classes, tuple(self.dataset.input_shape))
         if ckpt.exists():
             model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
             self.ev.log(f"{spec.name}: cached baseline {ckpt}")
@@ -289,15 +292,16 @@ class Runner:
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
-        import copy
 
         self.ev.stage(f"{spec.name} {run.label}: compress")
         model = copy.deepcopy(baseline.module)
-        finetune = self._finetune_fn(self.profile.finetune)
+        finetune = self._trainer(self.profile.finetune)
         ctx = Context(train_data=train_ds, test_data=test_ds,
                       num_classes=self.dataset.num_classes,
                       input_shape=tuple(self.dataset.input_shape), device=self.o.device,
-                      teacher=baseline.module, finetune=finetune,
+                      teacher=copy.deepcopy(baseline.module), finetune=finetune,
+                      train=self._trainer(self.profile.train),
+                      train_epochs=self.profile.train.epochs,
                       evaluate=lambda m: self._evaluate(m, test_ds), log=self.ev.log,
                       seed=self.o.suite.seed, workdir=folder,
                       calibration=self.dataset.calibration)
@@ -310,7 +314,7 @@ class Runner:
         accs["top1_pruned"] = self._evaluate(scored, test_ds)
         if comp.finetune and self.profile.finetune.epochs > 0:
             self.ev.stage(f"{spec.name} {run.label}: fine-tune")
-            finetune(module, masks=comp.masks)
+            finetune(module, masks=comp.masks, constraint=comp.constraint)
             module = module.cpu().eval()
             scored = module
         accs["top1_retrained"] = self._evaluate(scored, test_ds)
@@ -425,17 +429,6 @@ def artifact_sizes(a: TargetArtifact) -> tuple[int | None, int | None]:
         torch.save(a.module, buf)
         return len(buf.getvalue()), len(zlib.compress(buf.getvalue(), 9))
     return None, None
-
-
-def build_model(spec: Any, dataset: Any) -> torch.nn.Module:
-    """A fresh model sized for the dataset: its classes, and its input channels where the
-    builder takes them (so the CIFAR ResNets also run on 1-channel Fashion-MNIST)."""
-    import inspect
-
-    kw: dict[str, Any] = {"num_classes": dataset.num_classes}
-    if "in_channels" in inspect.signature(spec.build).parameters:
-        kw["in_channels"] = dataset.input_shape[0]
-    return spec.build(**kw)
 
 
 def run_batched(session: Any, x: np.ndarray, batch: int) -> np.ndarray:

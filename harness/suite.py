@@ -27,7 +27,7 @@ SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "me
               "profiles", "targets", "seed"}
 PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
 TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads"}
-METHOD_KEYS = {"name", "grid", "config"}
+METHOD_KEYS = {"name", "grid", "config", "models"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,10 @@ class MethodRun:
 
     method: str
     config: dict[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] | None = None  # only for these models (e.g. Li's plans per depth)
+
+    def applies_to(self, model: str) -> bool:
+        return self.models is None or model in self.models
 
     @property
     def label(self) -> str:
@@ -124,6 +128,9 @@ def _expand(entry: dict[str, Any], where: str) -> list[MethodRun]:
     if "name" not in entry:
         raise UsageError(f"{where}: missing key 'name'")
     method = METHODS.get(entry["name"])
+    only = tuple(entry["models"]) if "models" in entry else None
+    for m in only or ():
+        MODELS.get(m)
     fixed = dict(entry.get("config", {}))
     grid = dict(entry.get("grid", {}))
     fields = {f.name for f in dataclasses.fields(method.Config)}
@@ -142,8 +149,28 @@ def _expand(entry: dict[str, Any], where: str) -> list[MethodRun]:
             method.Config(**cfg)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"{where}: bad config {cfg} for '{entry['name']}': {exc}") from None
-        runs.append(MethodRun(entry["name"], cfg))
+        runs.append(MethodRun(entry["name"], cfg, only))
     return runs
+
+
+DISTILLERS = ("kd", "fitnets")
+
+
+def with_scratch_controls(runs: list[MethodRun]) -> list[MethodRun]:
+    """Every distilled student is reported next to the same student trained from scratch on the
+    same budget: add that `scratch` run (once) before the first run that needs it."""
+    out: list[MethodRun] = []
+    for run in runs:
+        if run.method in DISTILLERS:
+            cfg = METHODS.get(run.method).Config(**run.config)
+            control = {"student": cfg.student}
+            if cfg.epochs is not None:
+                control["epochs"] = cfg.epochs
+            scratch = MethodRun("scratch", control, run.models)
+            if scratch not in out and scratch not in runs:
+                out.append(scratch)
+        out.append(run)
+    return out
 
 
 def _profile(name: str, d: dict[str, Any], where: str) -> Profile:
@@ -193,6 +220,7 @@ def load(name_or_path: str) -> Suite:
     runs: list[MethodRun] = []
     for i, entry in enumerate(raw.get("methods", [])):
         runs.extend(_expand(entry, f"{where} [[methods]] #{i + 1}"))
+    runs = with_scratch_controls(runs)
     return Suite(
         name=raw["name"],
         description=raw.get("description", ""),

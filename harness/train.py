@@ -90,13 +90,18 @@ def fit(
     recipe: Recipe,
     *,
     masks: dict[str, torch.Tensor] | None = None,
+    constraint: Callable[[nn.Module], None] | None = None,
     loss_fn: LossFn = cross_entropy,
     device: str = "cpu",
     seed: int = 0,
     progress: Callable[[float], None] | None = None,
     extra_params: list[nn.Parameter] | None = None,
 ) -> nn.Module:
-    """Train `model` in place with `recipe`; `progress(fraction)` is called after each step."""
+    """Train `model` in place with `recipe`; `progress(fraction)` is called after each step.
+
+    `masks` zero pruned weights again after every step; `constraint(model)`, if given, runs
+    after every step too (e.g. weight sharing pulls each weight back to its cluster's centroid).
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     x_all, y_all = tensors(data)
@@ -135,6 +140,8 @@ def fit(
             loss.backward()
             opt.step()
             apply_masks(model, masks)
+            if constraint is not None:
+                constraint(model)
             if sched:
                 sched.step()
             step += 1

@@ -55,7 +55,14 @@ def prune_filters(
         n = min(int(n), mod.weight.shape[0] - 1)  # never remove a whole layer
         if n > 0:
             chosen[name] = lowest(criterion(mod.weight), n)
-    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    # the dependency graph is traced through autograd: every parameter must require grad
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(True)
+    with torch.enable_grad():
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    for p, flag in flags:
+        p.requires_grad_(flag)
     for name, idxs in chosen.items():
         mod = modules[name]
         fn = tp.prune_linear_out_channels if isinstance(mod, nn.Linear) else tp.prune_conv_out_channels

@@ -40,3 +40,50 @@ class Int8PTQ:
         return Compressed(model=model, scored=arts["torch-cpu"].module, artifacts=arts,
                           finetune=False,
                           info={"calibration": len(calib), "skipped_toolchains": skipped})
+
+
+@METHODS.register()
+class QAT:
+    """Quantization-aware fine-tuning (torch.ao FX fake-quant, x86), then the same INT8 export."""
+
+    name: ClassVar[str] = "qat"
+    version: ClassVar[str] = "1"
+
+    @dataclass(frozen=True)
+    class Config:
+        epochs: float | None = None  # default: the suite's fine-tune epochs
+        calibration: int = 256
+        per_channel: bool = True
+        preset: str = "performance"
+
+        def __post_init__(self) -> None:
+            if self.calibration < 1 or self.preset not in ("performance", "mixed"):
+                raise ValueError("calibration must be >= 1, preset 'performance' or 'mixed'")
+
+    def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
+        """torch.ao's QAT modules share the model's parameters and BN buffers, so after the
+        fake-quant fine-tune `model` holds the QAT-trained fp32 weights: runtimes whose INT8
+        toolchain works from an fp32 graph (ORT, NNCF) quantize those; torch converts the QAT
+        graph itself."""
+        import warnings
+
+        import torch
+        from torch.ao.quantization import get_default_qat_qconfig_mapping
+        from torch.ao.quantization.quantize_fx import prepare_qat_fx
+
+        assert ctx.finetune is not None
+        calib = calibration_array(ctx, cfg.calibration)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.backends.quantized.engine = "x86"
+            prepared = prepare_qat_fx(model.train(), get_default_qat_qconfig_mapping("x86"),
+                                      (torch.from_numpy(calib[:2]),))
+        shared = {id(p) for p in prepared.parameters()}
+        if not all(id(p) in shared for p in model.parameters()):
+            raise RuntimeError("torch.ao QAT did not share the model's parameters; cannot "
+                               "hand the QAT weights to the other runtimes' toolchains")
+        ctx.finetune(prepared, epochs=cfg.epochs)
+        arts, skipped = quantize_for_all(model.eval(), ctx, calib, cfg.per_channel, cfg.preset,
+                                         qat_prepared=prepared)
+        return Compressed(model=model, scored=arts["torch-cpu"].module, artifacts=arts,
+                          finetune=False, info={"skipped_toolchains": skipped})

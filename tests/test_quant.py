@@ -25,12 +25,16 @@ def trained(data_dir, tmp_path_factory):  # type: ignore[no-untyped-def]
     model = MODELS.get("lenet-5").build(num_classes=10)
     fit(model, ds.train(), Recipe(epochs=3, lr=0.05, batch_size=32))
     work = tmp_path_factory.mktemp("int8")
+    def finetune(m, epochs=None, **kw):  # type: ignore[no-untyped-def]
+        return fit(m, ds.train(), Recipe(epochs=epochs or 1, lr=0.01, batch_size=32), **kw)
+
     ctx = Context(train_data=ds.train(), test_data=ds.test(), num_classes=10,
-                  input_shape=(1, 28, 28), workdir=work, calibration=ds.calibration)
+                  input_shape=(1, 28, 28), workdir=work, calibration=ds.calibration,
+                  finetune=finetune)
     return model.eval(), ds, ctx
 
 
-@pytest.mark.parametrize("method_name", ["int8-ptq"])
+@pytest.mark.parametrize("method_name", ["int8-ptq", "qat"])
 def test_int8_agrees_with_fp32_on_every_runtime(method_name: str, trained) -> None:  # type: ignore[no-untyped-def]
     model, ds, ctx = trained
     method = METHODS.get(method_name)

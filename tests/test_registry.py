@@ -86,16 +86,17 @@ def test_method_contract(name: str, data_dir, tmp_path) -> None:  # type: ignore
     if dataclasses.fields(cfg):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(cfg, dataclasses.fields(cfg)[0].name, None)
-    ds = DATASETS.get("mnist")(data_dir=data_dir)
-    model = MODELS.get("lenet-5").build(num_classes=10).eval()
+    ds = DATASETS.get("cifar10")(data_dir=data_dir)
+    model = MODELS.get("resnet-8").build(num_classes=10).eval()
     ctx = Context(train_data=ds.train(), test_data=ds.test(), num_classes=10,
-                  input_shape=(1, 28, 28), teacher=model, finetune=lambda m, **kw: m,
-                  workdir=tmp_path, calibration=ds.calibration, evaluate=lambda m: 0.0)
+                  input_shape=(3, 32, 32), teacher=model, finetune=lambda m, **kw: m,
+                  train=lambda m, **kw: m, workdir=tmp_path, calibration=ds.calibration,
+                  evaluate=lambda m: 0.0)
     import copy
 
     out = method().apply(copy.deepcopy(model), cfg, ctx)
     assert isinstance(out, Compressed)
-    assert out.model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert out.model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
 @pytest.mark.parametrize("name", TARGETS.names())
