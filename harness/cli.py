@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from enum import Enum
 from pathlib import Path
@@ -93,6 +94,8 @@ def run(
     data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
     download: Annotated[bool, typer.Option(help="Let torchvision download missing data.")] = False,
     method: Annotated[list[str] | None, typer.Option(help="Only these methods (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only these models of the suite "
+                                                         "(repeatable).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Checkpoints and exported models "
                                                         "(default: beside the store).")] = None,
 ) -> None:
@@ -109,6 +112,11 @@ def run(
     if threads is not None and threads < 1:
         fail("--threads must be >= 1")
     s = suites.load(suite)
+    if model:
+        bad = [m for m in model if m not in s.models]
+        if bad:
+            fail(f"model '{bad[0]}' is not in suite {s.name} (choose from: {', '.join(s.models)})")
+        s = dataclasses.replace(s, models=tuple(model))
     opts = RunOptions(
         suite=s, profile=profile, targets=list(target or s.targets), store=store,
         cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir, download=download,

@@ -26,7 +26,7 @@ PROFILES = ("smoke", "quick", "full")
 SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "methods",
               "profiles", "targets", "seed"}
 PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
-TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads"}
+TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads", "max_seconds"}
 METHOD_KEYS = {"name", "grid", "config", "models"}
 
 
@@ -37,9 +37,10 @@ class Timing:
     warmup: int = 32
     rounds: int = 4
     threads: int = 2
+    max_seconds: float | None = None  # cap per interleaved measurement (not for scored runs)
 
     def config(self) -> TimingConfig:
-        return TimingConfig(self.iterations, self.warmup, self.rounds)
+        return TimingConfig(self.iterations, self.warmup, self.rounds, self.max_seconds)
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,16 @@ class TimingConfig:
     iterations: int = 1024  # MLMark: >= 1024 for a scored run
     warmup: int = 32
     rounds: int = 4  # interleaving rounds between candidate and reference
+    # optional cap on one interleaved measurement (both sessions), estimated from the warm-up;
+    # quick profiles use it so big batches do not dominate the sweep. A scored (full) run
+    # leaves it unset: `iterations` calls, always.
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.warmup < 0 or self.rounds < 1:
             raise ValueError("iterations >= 1, warmup >= 0, rounds >= 1")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError("max_seconds must be > 0")
 
 
 @dataclass(frozen=True)
@@ -84,11 +90,16 @@ def measure_pair(
     candidate: Any, reference: Any, x: np.ndarray, cfg: TimingConfig
 ) -> tuple[Timing, Timing]:
     """Time candidate and reference interleaved: warm both, then alternate in `rounds` chunks."""
-    _calls(candidate, x, cfg.warmup, [])
-    _calls(reference, x, cfg.warmup, [])
+    wa: list[int] = []
+    wb: list[int] = []
+    _calls(candidate, x, max(1, cfg.warmup), wa)
+    _calls(reference, x, max(1, cfg.warmup), wb)
     a: list[int] = []
     b: list[int] = []
     per = max(1, -(-cfg.iterations // cfg.rounds))
+    if cfg.max_seconds is not None:
+        pair_s = (min(wa) + min(wb)) / 1e9
+        per = max(2, min(per, int(cfg.max_seconds / cfg.rounds / pair_s)))
     for r in range(cfg.rounds):
         first, second = ((candidate, a), (reference, b)) if r % 2 == 0 else ((reference, b), (candidate, a))
         _calls(first[0], x, per, first[1])

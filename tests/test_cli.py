@@ -19,6 +19,9 @@ CASES = {
     "unknown device": (["run", "--suite", "fashion-mnist-lenet", "--device", "tpu"],
                        "unknown device 'tpu' (choose from: cpu, cuda)"),
     "missing option": (["run"], "Missing option '--suite'"),
+    "model not in suite": (["run", "--suite", "fashion-mnist-lenet", "--model", "resnet-56"],
+                           "model 'resnet-56' is not in suite fashion-mnist-lenet (choose from: "
+                           "lenet-300-100, lenet-5)"),
     "unknown list kind": (["list", "gizmos"], "'gizmos' is not one of"),
     "unknown format": (["export", "--format", "xml"], "'xml' is not one of 'csv', 'json'"),
 }

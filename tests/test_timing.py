@@ -47,3 +47,16 @@ def test_sig3() -> None:
 def test_bad_config_rejected() -> None:
     with pytest.raises(ValueError):
         TimingConfig(iterations=0)
+
+
+def test_max_seconds_caps_a_slow_pair() -> None:
+    import time
+
+    class Slow:
+        def run(self, batch: np.ndarray) -> list[np.ndarray]:
+            time.sleep(0.01)
+            return [batch]
+
+    cfg = TimingConfig(iterations=1000, warmup=1, rounds=2, max_seconds=0.2)
+    ta, tb = measure_pair(Slow(), Slow(), np.zeros((1, 1)), cfg)
+    assert 2 * 2 <= len(ta.samples_ns) <= 2 * 10 and len(ta.samples_ns) == len(tb.samples_ns)
