@@ -197,6 +197,42 @@ def report(
 
 
 @app.command()
+def compare(
+    run_a: Annotated[str, typer.Argument(help="Reference run id (see the report header).")],
+    run_b: Annotated[str, typer.Argument(help="Run id compared against it.")],
+    store: Annotated[Path, typer.Option(help="SQLite result store.")] = DEFAULT_STORE,
+    out: Annotated[Path | None, typer.Option(help="HTML file (default: "
+                                                  "reports/compare-A-B.html).")] = None,
+) -> None:
+    """Compare two runs cell by cell: latency/throughput ratios and top-1 differences."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from harness.reports.compare import compare as compare_runs
+    from harness.reports.compare import render_html
+    from harness.store import Store
+
+    if not store.exists():
+        fail(f"no store at {store} (run `harness run` first, or pass --store)")
+    st = Store(store)
+    rows, warnings = compare_runs(st, run_a, run_b)
+    st.close()
+    for w in warnings:
+        err.print(f"warning: {w}", markup=False, highlight=False)
+    table = Table(title=f"{run_b} / {run_a}")
+    cols = ("model", "method", "target", "batch_size", "latency_ratio", "throughput_ratio",
+            "top1_diff_points")
+    for c in cols:
+        table.add_column(c)
+    for r in rows:
+        table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in cols))
+    console.print(table)
+    path = render_html(rows, warnings, run_a, run_b,
+                       out or Path("reports") / f"compare-{run_a}-{run_b}.html")
+    console.print(f"{len(rows)} matching measurements; {path}", markup=False, highlight=False)
+
+
+@app.command()
 def export(
     format: Annotated[ExportFormat, typer.Option(help="csv or json.")],
     store: Annotated[Path, typer.Option(help="SQLite result store.")] = DEFAULT_STORE,

@@ -1,4 +1,8 @@
-"""The HTML report: `reports/<suite>/index.html` with PNGs beside it, rendered from the store."""
+"""The HTML report: `reports/<suite>/index.html` with PNGs beside it, rendered from the store.
+
+Self-contained (no CDN, no external script); everything that comes from a suite file or a
+model name goes through Jinja2's autoescape.
+"""
 
 from __future__ import annotations
 
@@ -14,24 +18,36 @@ from harness.reports.table import method_label
 from harness.store import Store
 
 SHOWN = ("target", "model", "label", "precision", "batch_size", "top1_target", "acc_loss",
-         "latency_p50_ms", "latency_p95_ms", "throughput_ips", "speedup", "compression_ratio",
-         "flops_ratio", "params_nonzero", "flops", "size_bytes", "size_compressed_bytes")
+         "top1_pruned", "top1_retrained", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+         "throughput_ips", "speedup", "compression_ratio", "flops_ratio", "params_nonzero",
+         "flops", "size_bytes", "size_compressed_bytes", "toolchain")
+MAX_LAYER_PLOTS = 16
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Rows as a DataFrame with `label` and `acc_loss` (top-1 points lost on the same target)."""
+    """Rows as a DataFrame with `label`, `acc_loss` (top-1 points lost against the baseline on
+    the same target), `prune_ratio` (fraction of the baseline's parameters gone) and
+    `toolchain`."""
     df = pd.DataFrame(rows)
     if df.empty:
         return df
     df["label"] = [method_label(r) for r in rows]
+    df["toolchain"] = [(r.get("info") or {}).get("toolchain", "") for r in rows]
     base = df[(df.method == "baseline") & (df.status == "ok")]
     ref = {(r.model, r.target): r.top1_target for r in base.itertuples()}
+    params = {r.model: r.params_total for r in base.itertuples()}
     df["acc_loss"] = [
         100 * (ref[(r.model, r.target)] - r.top1_target)
         if ref.get((r.model, r.target)) is not None and pd.notna(r.top1_target) else None
         for r in df.itertuples()
     ]
-    df["acc_loss"] = df["acc_loss"].astype(float)
+    df["prune_ratio"] = [
+        1 - r.params_nonzero / params[r.model]
+        if params.get(r.model) and pd.notna(r.params_nonzero) else None
+        for r in df.itertuples()
+    ]
+    for col in ("acc_loss", "prune_ratio"):
+        df[col] = df[col].astype(float)
     return df
 
 
@@ -41,42 +57,70 @@ def render(store: Store, suite: str, out_dir: Path) -> Path:
     runs = store.runs(suite=suite)
     df = frame(rows)
     images = []
+    layer_tables: list[dict[str, Any]] = []
     if not df.empty:
         ok = df[df.status == "ok"]
         for title, fn, name in (
             ("Speedup vs compression", plots.speedup_vs_compression, "speedup_vs_compression.png"),
             ("Accuracy loss vs speedup", plots.accuracy_vs_speedup, "accuracy_vs_speedup.png"),
+            ("Latency and throughput per method", plots.latency_throughput_bars,
+             "latency_throughput.png"),
+            ("Accuracy pruned / retrained vs prune ratio", plots.accuracy_vs_prune_ratio,
+             "accuracy_vs_prune_ratio.png"),
         ):
             if fn(ok, out_dir / name):
                 images.append({"title": title, "file": name})
+        layer_tables = _layer_tables(rows, out_dir)
     results = []
     if not df.empty:
         shown = df[df.status == "ok"][list(SHOWN)]
         results = [{k: _fmt(v) for k, v in r.items()} for r in shown.to_dict("records")]
     failed = [{"target": r["target"], "model": r["model"], "label": method_label(r),
                "error": r["error"]} for r in rows if r["status"] != "ok"]
-    layers = _layer_tables(rows)
+    precisions = sorted({f"{r['target']}: {r['precision']}" for r in rows
+                         if r["status"] == "ok" and r.get("precision")})
+    run = runs[-1] if runs else None
     env = Environment(loader=PackageLoader("harness.reports", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
-        suite=suite, run=runs[-1] if runs else None, runs=runs, images=images,
-        columns=SHOWN, results=results, failed=failed, layers=layers,
-        settings=json.dumps(runs[-1]["settings"], indent=1) if runs else "",
+        suite=suite, run=run, runs=runs, images=images, columns=SHOWN, results=results,
+        failed=failed, layers=layer_tables, precisions=precisions,
+        timing=(run or {}).get("settings", {}).get("profile", {}).get("timing", {}),
+        threads=(run or {}).get("settings", {}).get("threads"),
+        settings=json.dumps(run["settings"], indent=1) if run else "",
     )
     path = out_dir / "index.html"
     path.write_text(html)
     return path
 
 
-def _layer_tables(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One per-layer table per compressed model (not per target: the model is the same)."""
-    seen, out = set(), []
+def _layer_tables(rows: list[dict[str, Any]], out_dir: Path) -> list[dict[str, Any]]:
+    """Per compressed model: its per-layer table and, where layers lost weights or filters
+    against the baseline, a kept-fraction chart."""
+    base = {r["model"]: {layer["layer"]: layer for layer in r["layers"] or []}
+            for r in rows if r["method"] == "baseline" and r["status"] == "ok"}
+    seen, out, images = set(), [], 0
     for r in rows:
         key = (r["model"], method_label(r))
         if r["status"] != "ok" or not r.get("layers") or key in seen:
             continue
         seen.add(key)
-        out.append({"model": r["model"], "label": method_label(r), "rows": r["layers"]})
+        table = {"model": r["model"], "label": method_label(r), "rows": r["layers"], "image": None}
+        ref = base.get(r["model"], {})
+        kept = []
+        for layer in r["layers"]:
+            b = ref.get(layer["layer"])
+            if b and b["weights"]:
+                kind = "filters removed" if layer["weights"] < b["weights"] else "weights zeroed"
+                kept.append({"layer": layer["layer"], "kept": layer["nonzero"] / b["weights"],
+                             "kind": kind})
+        if kept and min(k["kept"] for k in kept) < 0.999 and images < MAX_LAYER_PLOTS:
+            name = f"layers_{images:02d}.png"
+            if plots.kept_per_layer(pd.DataFrame(kept), out_dir / name,
+                                    f"{r['model']}: {method_label(r)}"):
+                table["image"] = name
+                images += 1
+        out.append(table)
     return out
 
 

@@ -95,3 +95,93 @@ def accuracy_vs_speedup(df: pd.DataFrame, path: Path) -> Path | None:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def latency_throughput_bars(df: pd.DataFrame, path: Path) -> Path | None:
+    """Per target: p50 and p95 latency at batch 1, and throughput at the largest batch, per
+    method (one row of panels per target)."""
+    d = df[df.latency_p50_ms.notna()]
+    if d.empty:
+        return None
+    plt, sns = _setup()
+    targets = sorted(d.target.unique())
+    fig, axes = plt.subplots(len(targets), 2, figsize=(13, 0.9 + 0.32 * d.label.nunique() *
+                                                           max(1, d.model.nunique())
+                                                           * len(targets)), squeeze=False)
+    for row, target in zip(axes, targets, strict=True):
+        part = d[d.target == target].copy()
+        part["name"] = part.model + " | " + part.label
+        b1 = part[part.batch_size == 1].melt(id_vars="name", value_vars=["latency_p50_ms",
+                                                                          "latency_p95_ms"],
+                                             var_name="stat", value_name="ms")
+        big = part[part.batch_size == part.batch_size.max()]
+        if not b1.empty:
+            sns.barplot(data=b1, y="name", x="ms", hue="stat", ax=row[0])
+            row[0].set_title(f"{target}: latency at batch 1")
+            row[0].set_ylabel("")
+            row[0].legend(fontsize=7)
+        if not big.empty and big.batch_size.iloc[0] != 1:
+            sns.barplot(data=big, y="name", x="throughput_ips", ax=row[1], color="tab:green")
+            row[1].set_title(f"{target}: throughput at batch {int(big.batch_size.iloc[0])}")
+            row[1].set_xlabel("images / s")
+            row[1].set_ylabel("")
+            row[1].set_yticklabels([])
+        for ax in row:
+            ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def accuracy_vs_prune_ratio(df: pd.DataFrame, path: Path) -> Path | None:
+    """Top-1 right after compression (dashed) and after fine-tuning (solid) against the
+    fraction of parameters removed, one line per method and model (the detection study's plot,
+    here for classifiers)."""
+    d = df.drop_duplicates(["model", "label"])
+    d = d[d.top1_pruned.notna() & d.prune_ratio.notna() & (d.method != "baseline")]
+    if d.empty:
+        return None
+    plt, sns = _setup()
+    fig, panels = _panels(d, "model", plt)
+    methods = sorted(d.method.unique())
+    colors = dict(zip(methods, sns.color_palette(n_colors=len(methods)), strict=True))
+    for model, ax in panels:
+        part = d[d.model == model]
+        for method, sub in part.groupby("method"):
+            sub = sub.sort_values("prune_ratio")
+            ax.plot(sub.prune_ratio, 100 * sub.top1_pruned, "--o", color=colors[method],
+                    alpha=0.7, label=f"{method} (pruned)")
+            ax.plot(sub.prune_ratio, 100 * sub.top1_retrained, "-o", color=colors[method],
+                    label=f"{method} (retrained)")
+        base = df[(df.model == model) & (df.method == "baseline")].top1_retrained.dropna()
+        if not base.empty:
+            ax.axhline(100 * base.iloc[0], color="black", lw=0.8, label="baseline")
+        ax.set_title(model)
+        ax.set_xlabel("fraction of parameters removed (1 - non-zero / baseline)")
+        ax.set_ylabel("top-1 % (torch)")
+    panels[0][1].legend(fontsize=7)
+    fig.suptitle("Accuracy right after compression and after fine-tuning")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def kept_per_layer(layers: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Kept fraction of each layer's weights (non-zero / baseline weights), one bar per layer."""
+    if layers.empty:
+        return None
+    plt, sns = _setup()
+    fig, ax = plt.subplots(figsize=(max(6, 0.22 * len(layers)), 3.6))
+    sns.barplot(data=layers, x="layer", y="kept", hue="kind", ax=ax, dodge=False)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("kept fraction")
+    ax.set_xlabel("")
+    ax.tick_params(axis="x", rotation=90, labelsize=6)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

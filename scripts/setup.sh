@@ -24,8 +24,17 @@ log=$(mktemp)
 if [ ! -d /usr/share/datasets/fashion-mnist ] && [ -z "${COMPRESSMARK_NO_APT:-}" ] \
    && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "setup: installing Debian's dataset-fashion-mnist" >&2
-  (apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
+  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1 \
    || { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq dataset-fashion-mnist >/dev/null 2>&1; }) \
    || echo "setup: could not install dataset-fashion-mnist; real-data runs will say how to get it" >&2
+fi
+# headless Chromium + its driver for the report's browser test (skipped where missing)
+if ! command -v chromedriver >/dev/null && [ -z "${COMPRESSMARK_NO_APT:-}" ] \
+   && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "setup: installing Debian's chromium and chromium-driver (report browser test)" >&2
+  (DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 \
+   || { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1; }) \
+   || echo "setup: could not install chromium; the browser test will be skipped" >&2
 fi
 echo "$venv"

@@ -1,0 +1,72 @@
+"""`harness compare RUN_A RUN_B`: per matching cell, B's latency and throughput as ratios of
+A's, and the top-1 difference; a warning for every machine or runtime fact that differs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from harness.errors import unknown
+from harness.reports.table import method_label
+from harness.store import Store
+
+MACHINE_KEYS = ("cpu", "arch", "isa", "cores_physical", "cores_logical", "memory_gib", "os")
+
+
+def _key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return (r["suite"], r["model"], r["method"], json.dumps(r["method_config"], sort_keys=True),
+            r["target"], r["batch_size"])
+
+
+def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, warnings). Rows pair the ok measurements of both runs with the same cell."""
+    runs = {r["run_id"]: r for r in store.runs()}
+    for run in (run_a, run_b):
+        if run not in runs:
+            raise unknown("run", run, runs)
+    warnings = []
+    ma, mb = runs[run_a]["machine"] or {}, runs[run_b]["machine"] or {}
+    for k in MACHINE_KEYS:
+        if ma.get(k) != mb.get(k):
+            warnings.append(f"machine {k} differs: {ma.get(k)} vs {mb.get(k)}")
+    va, vb = runs[run_a]["versions"] or {}, runs[run_b]["versions"] or {}
+    for k in sorted(set(va) | set(vb)):
+        if va.get(k) != vb.get(k):
+            warnings.append(f"{k} version differs: {va.get(k)} vs {vb.get(k)}")
+    a = {_key(r): r for r in store.rows(run_id=run_a) if r["status"] == "ok"}
+    b = {_key(r): r for r in store.rows(run_id=run_b) if r["status"] == "ok"}
+    rows = []
+    for k in sorted(set(a) & set(b), key=str):
+        ra, rb = a[k], b[k]
+        rows.append({
+            "model": ra["model"], "method": method_label(ra), "target": ra["target"],
+            "batch_size": ra["batch_size"],
+            "latency_p50_a": ra["latency_p50_ms"], "latency_p50_b": rb["latency_p50_ms"],
+            "latency_ratio": _ratio(rb["latency_p50_ms"], ra["latency_p50_ms"]),
+            "throughput_a": ra["throughput_ips"], "throughput_b": rb["throughput_ips"],
+            "throughput_ratio": _ratio(rb["throughput_ips"], ra["throughput_ips"]),
+            "top1_diff_points": (None if ra["top1_target"] is None or rb["top1_target"] is None
+                                 else round(100 * (rb["top1_target"] - ra["top1_target"]), 3)),
+        })
+    only = len(set(a) ^ set(b))
+    if only:
+        warnings.append(f"{only} measurement(s) exist in only one of the runs and are not compared")
+    return rows, warnings
+
+
+def _ratio(x: float | None, y: float | None) -> float | None:
+    return None if not x or not y else float(f"{x / y:.3g}")
+
+
+def render_html(rows: list[dict[str, Any]], warnings: list[str], run_a: str, run_b: str,
+                path: Path) -> Path:
+    env = Environment(loader=PackageLoader("harness.reports", "templates"),
+                      autoescape=select_autoescape(["html", "j2"]))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(env.get_template("compare.html.j2").render(
+        rows=rows, warnings=warnings, run_a=run_a, run_b=run_b,
+        columns=list(rows[0]) if rows else []))
+    return path
