@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import TensorDataset
 
-from harness.api import calibration_subset
+from harness.benchmarks.datasets._base import InMemoryDataset
 from harness.errors import UsageError
 from harness.registry import DATASETS
 
@@ -40,7 +40,7 @@ def _reader() -> Any:
 
 
 @DATASETS.register()
-class CIFAR10:
+class CIFAR10(InMemoryDataset):
     """CIFAR-10, 50k/10k 32x32 colour images of 10 classes (torchvision layout)."""
 
     name = "cifar10"
@@ -50,29 +50,17 @@ class CIFAR10:
              "(--data-dir), or pass --download where the network allows")
 
     def __init__(self, data_dir: Path | str | None = None, download: bool = False) -> None:
+        super().__init__()
         self.data_dir = Path(data_dir or Path.home() / ".cache" / "compressmark" / "data")
         self.download = download
-        self._cache: dict[bool, TensorDataset] = {}
 
-    def _load(self, train: bool) -> TensorDataset:
-        if train not in self._cache:
-            cls = _reader()
-            folder = self.data_dir / cls.base_folder
-            if not self.download and not (folder / "test_batch").exists():
-                raise UsageError(f"dataset '{self.name}' not found under {self.data_dir}: "
-                                 f"{self.where}")
-            ds = cls(root=str(self.data_dir), train=train, download=self.download)
-            x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0)
-            x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
-            self._cache[train] = TensorDataset(x.contiguous(), torch.as_tensor(ds.targets).long())
-        return self._cache[train]
-
-    def train(self) -> TensorDataset:
-        return self._load(True)
-
-    def test(self) -> TensorDataset:
-        return self._load(False)
-
-    def calibration(self, n: int) -> Subset:
-        """The first `n` training items in a fixed shuffled order (seed 0)."""
-        return calibration_subset(self.train(), n)
+    def _read(self, train: bool) -> TensorDataset:
+        cls = _reader()
+        folder = self.data_dir / cls.base_folder
+        if not self.download and not (folder / "test_batch").exists():
+            raise UsageError(f"dataset '{self.name}' not found under {self.data_dir}: "
+                             f"{self.where}")
+        ds = cls(root=str(self.data_dir), train=train, download=self.download)
+        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0)
+        x = (x - torch.tensor(MEAN)[:, None, None]) / torch.tensor(STD)[:, None, None]
+        return TensorDataset(x.contiguous(), torch.as_tensor(ds.targets).long())

@@ -13,9 +13,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from torch.utils.data import Subset, TensorDataset
+from torch.utils.data import TensorDataset
 
-from harness.api import calibration_subset
+from harness.benchmarks.datasets._base import InMemoryDataset
 from harness.errors import UsageError
 from harness.registry import DATASETS
 
@@ -27,7 +27,7 @@ FILES = (
 )
 
 
-class IdxDataset:
+class IdxDataset(InMemoryDataset):
     """Shared loader: normalised float tensors held in memory (the sets are small)."""
 
     name = ""
@@ -44,12 +44,12 @@ class IdxDataset:
         download: bool = False,
         resize: int | None = None,
     ) -> None:
+        super().__init__()
         self.data_dir = Path(data_dir or Path.home() / ".cache" / "compressmark" / "data")
         self.download = download
         self.resize = resize
         if resize:
             self.input_shape = (1, resize, resize)
-        self._cache: dict[bool, TensorDataset] = {}
 
     def _raw_dir(self) -> Path:
         return self.data_dir / self.tv_class / "raw"
@@ -69,9 +69,7 @@ class IdxDataset:
                 return True
         return False
 
-    def _load(self, train: bool) -> TensorDataset:
-        if train in self._cache:
-            return self._cache[train]
+    def _read(self, train: bool) -> TensorDataset:
         import torchvision.datasets as tvd
 
         if not self._stage() and not self.download:
@@ -87,18 +85,7 @@ class IdxDataset:
                 x, size=(self.resize, self.resize), mode="bilinear", align_corners=False
             )
         x = (x - self.mean) / self.std
-        self._cache[train] = TensorDataset(x.contiguous(), ds.targets.long())
-        return self._cache[train]
-
-    def train(self) -> TensorDataset:
-        return self._load(True)
-
-    def test(self) -> TensorDataset:
-        return self._load(False)
-
-    def calibration(self, n: int) -> Subset:
-        """The first `n` training items in a fixed shuffled order (seed 0)."""
-        return calibration_subset(self.train(), n)
+        return TensorDataset(x.contiguous(), ds.targets.long())
 
 
 def _find(folder: Path, stem: str) -> Path | None:
