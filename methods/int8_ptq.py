@@ -83,6 +83,9 @@ class QAT:
             raise RuntimeError("torch.ao QAT did not share the model's parameters; cannot "
                                "hand the QAT weights to the other runtimes' toolchains")
         ctx.finetune(prepared, epochs=cfg.epochs)
+        for mod in model.modules():  # prepare_qat_fx tags the shared modules; untag them
+            if hasattr(mod, "qconfig"):
+                del mod.qconfig
         arts, skipped = quantize_for_all(model.eval(), ctx, calib, cfg.per_channel, cfg.preset,
                                          qat_prepared=prepared)
         return Compressed(model=model, scored=arts["torch-cpu"].module, artifacts=arts,
