@@ -1,0 +1,148 @@
+"""Detection accuracy: PASCAL VOC mAP@0.5 (11-point and area) and COCO mAP@[.5:.95].
+
+VOC follows the devkit's rules: per class, detections sorted by score, greedily matched to the
+highest-IoU unmatched ground truth; a match to a `difficult` box counts neither way, and
+difficult boxes are not in the recall denominator. COCO mAP is pycocotools' COCOeval on the
+same boxes (built in memory; no files).
+
+Boxes are (x1, y1, x2, y2) in pixels; classes are 0-based.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    """One image's predictions."""
+
+    boxes: np.ndarray  # (n, 4)
+    scores: np.ndarray  # (n,)
+    labels: np.ndarray  # (n,)
+
+
+@dataclass
+class GroundTruth:
+    """One image's annotations."""
+
+    boxes: np.ndarray  # (m, 4)
+    labels: np.ndarray  # (m,)
+    difficult: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))  # (m,)
+
+    def __post_init__(self) -> None:
+        if len(self.difficult) != len(self.labels):
+            self.difficult = np.zeros(len(self.labels), bool)
+
+
+def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one box with many (VOC devkit convention: continuous coordinates, no +1)."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> float:
+    """Average precision from a PR curve: VOC2007's 11-point, or the area under the
+    monotone precision envelope (VOC2010+)."""
+    if eleven_point:
+        return float(np.mean([precision[recall >= t].max() if (recall >= t).any() else 0.0
+                              for t in np.linspace(0, 1, 11)]))
+    mrec = np.concatenate([[0.0], recall, [1.0]])
+    mpre = np.concatenate([[0.0], precision, [0.0]])
+    for i in range(len(mpre) - 2, -1, -1):
+        mpre[i] = max(mpre[i], mpre[i + 1])
+    idx = np.where(mrec[1:] != mrec[:-1])[0]
+    return float(np.sum((mrec[idx + 1] - mrec[idx]) * mpre[idx + 1]))
+
+
+def voc_map(dets: list[Detections], gts: list[GroundTruth], num_classes: int,
+            iou_threshold: float = 0.5) -> dict[str, float | list[float]]:
+    """{"map50_11pt", "map50_area", "ap_per_class"} over classes that have ground truth."""
+    aps_11, aps_area = [], []
+    per_class: list[float] = []
+    for c in range(num_classes):
+        records = []  # (score, image, box)
+        npos = 0
+        for i, (d, g) in enumerate(zip(dets, gts, strict=True)):
+            npos += int(((g.labels == c) & ~g.difficult).sum())
+            for box, score in zip(d.boxes[d.labels == c], d.scores[d.labels == c], strict=True):
+                records.append((float(score), i, box))
+        if npos == 0:
+            per_class.append(float("nan"))
+            continue
+        records.sort(key=lambda r: -r[0])
+        used = {i: np.zeros(int((g.labels == c).sum()), bool) for i, g in enumerate(gts)}
+        tp = np.zeros(len(records))
+        fp = np.zeros(len(records))
+        for k, (_, i, box) in enumerate(records):
+            g = gts[i]
+            mask = g.labels == c
+            cand, diff = g.boxes[mask], g.difficult[mask]
+            if len(cand) == 0:
+                fp[k] = 1
+                continue
+            ious = iou(box, cand)
+            j = int(ious.argmax())
+            if ious[j] >= iou_threshold:
+                if diff[j]:
+                    continue  # neither true nor false positive
+                if not used[i][j]:
+                    tp[k], used[i][j] = 1, True
+                else:
+                    fp[k] = 1
+            else:
+                fp[k] = 1
+        ctp, cfp = np.cumsum(tp), np.cumsum(fp)
+        recall = ctp / npos
+        precision = ctp / np.maximum(ctp + cfp, np.finfo(float).eps)
+        aps_11.append(voc_ap(recall, precision, True))
+        aps_area.append(voc_ap(recall, precision, False))
+        per_class.append(aps_area[-1])
+    return {"map50_11pt": float(np.mean(aps_11)) if aps_11 else 0.0,
+            "map50_area": float(np.mean(aps_area)) if aps_area else 0.0,
+            "ap_per_class": per_class}
+
+
+def coco_map(dets: list[Detections], gts: list[GroundTruth], num_classes: int
+             ) -> dict[str, float]:
+    """pycocotools COCOeval bbox: {"map", "map50", "map75"} (difficult boxes as crowd)."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    images, annotations, results = [], [], []
+    ann_id = 1
+    for i, (d, g) in enumerate(zip(dets, gts, strict=True)):
+        images.append({"id": i + 1})
+        for box, label, diff in zip(g.boxes, g.labels, g.difficult, strict=True):
+            w, h = float(box[2] - box[0]), float(box[3] - box[1])
+            annotations.append({"id": ann_id, "image_id": i + 1, "category_id": int(label) + 1,
+                                "bbox": [float(box[0]), float(box[1]), w, h], "area": w * h,
+                                "iscrowd": int(diff)})
+            ann_id += 1
+        for box, score, label in zip(d.boxes, d.scores, d.labels, strict=True):
+            results.append({"image_id": i + 1, "category_id": int(label) + 1,
+                            "bbox": [float(box[0]), float(box[1]), float(box[2] - box[0]),
+                                     float(box[3] - box[1])], "score": float(score)})
+    if not results or not annotations:
+        return {"map": 0.0, "map50": 0.0, "map75": 0.0}
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": annotations,
+                  "categories": [{"id": c + 1} for c in range(num_classes)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"map": float(ev.stats[0]), "map50": float(ev.stats[1]), "map75": float(ev.stats[2])}
