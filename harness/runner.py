@@ -33,7 +33,8 @@ from harness.registry import DATASETS, METHODS, MODELS, TARGETS
 from harness.store import Store
 from harness.suite import MethodRun, Profile, Suite
 from harness.timing import measure_pair, sig3
-from harness.train import Recipe, evaluate, fit, eval_arrays, top1
+from harness.scoring import ClassifyScorer, DetectScorer
+from harness.train import Recipe, eval_arrays, fit, predict_logits
 
 TRAIN_CODE_VERSION = "1"  # bump when harness/train.py changes what a recipe produces
 
@@ -103,6 +104,13 @@ class Runner:
         self.dataset = DATASETS.get(opts.suite.dataset)(
             data_dir=opts.data_dir, download=opts.download, **opts.suite.dataset_options
         )
+        self.task = getattr(self.dataset, "task", "classify")
+        for m in opts.suite.models:
+            if MODELS.get(m).task != self.task:
+                raise UsageError(f"model '{m}' is a {MODELS.get(m).task} model but dataset "
+                                 f"'{opts.suite.dataset}' is for {self.task}")
+        self.scorer: Any = ClassifyScorer()  # a detector's scorer comes with its baseline
+        self.loss = DetectScorer.loss if self.task == "detect" else ClassifyScorer.loss
         if opts.device == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here (choose: cpu)")
         self.machine = sysinfo.machine()
@@ -247,14 +255,17 @@ class Runner:
                   extra_params: list[Any] | None = None,
                   constraint: Callable[[torch.nn.Module], None] | None = None) -> torch.nn.Module:
             r = dataclasses.replace(recipe, epochs=epochs) if epochs is not None else recipe
-            kw = {"loss_fn": loss} if loss is not None else {}
             return fit(model, self.dataset.train(), r, masks=masks, constraint=constraint,
-                       device=self.o.device, seed=self.o.suite.seed, progress=self.ev.train,
-                       extra_params=extra_params, **kw)
+                       loss_fn=loss or self.loss, device=self.o.device,
+                       seed=self.o.suite.seed, progress=self.ev.train,
+                       extra_params=extra_params)
         return train
 
     def _evaluate(self, model: torch.nn.Module, test_ds: Any) -> float:
-        return round(evaluate(model, test_ds, self.profile.eval_samples, device=self.o.device), 5)
+        """The task's score (top-1, or mAP@0.5) of a torch model on the evaluation items."""
+        out, labels = predict_logits(model, test_ds, self.profile.eval_samples,
+                                     device=self.o.device)
+        return self.scorer.score(out.numpy(), labels.numpy())[0]
 
     def _baseline(self, spec: Any, train_ds: Any, test_ds: Any) -> tuple[Prepared, float]:
         folder = self.o.cache_dir / "baselines" / f"{spec.name}-{self.baseline_key(spec.name)}"
@@ -265,13 +276,15 @@ class Runner:
             self.ev.log(f"{spec.name}: cached baseline {ckpt}")
         else:
             self.ev.stage(f"{spec.name}: training baseline")
-            fit(model, train_ds, self.profile.train, device=self.o.device,
+            fit(model, train_ds, self.profile.train, device=self.o.device, loss_fn=self.loss,
                 seed=self.o.suite.seed, progress=self.ev.train)
             folder.mkdir(parents=True, exist_ok=True)
             tmp = ckpt.with_suffix(".tmp")
             torch.save(model.cpu().state_dict(), tmp)
             tmp.replace(ckpt)
         model = model.cpu().eval()
+        if self.task == "detect":
+            self.scorer = DetectScorer(model, self.dataset.num_classes)
         acc = self._evaluate(model, test_ds)
         prepared = self._finish(model.cpu(), folder, {}, {})
         return prepared, acc
@@ -376,8 +389,13 @@ class Runner:
         sess = target.prepare(art, big, self.threads, art.precision)
         sessions[big] = sess
         row["precision"] = sess.precision
+        row["metric"] = self.scorer.metric
         if getattr(target, "scores_accuracy", True):
-            row["top1_target"] = round(top1(run_batched(sess, x_all, big), y_all), 5)
+            outputs = run_batched(sess, x_all, big)
+            row["top1_target"], extras = self.scorer.score(outputs, y_all)
+            row["postprocess_ms"] = self.scorer.postprocess_ms(outputs)
+            if extras:
+                row["info"] = {**row.get("info", prepared.metrics.get("info") or {}), **extras}
         meas = []
         for b in timing.batch_sizes:
             self.ev.stage(f"{spec.name} on {target_name}: timing b={b}")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -32,7 +32,7 @@ CREATE TABLE IF NOT EXISTS cells (
     eval_samples INTEGER, params_total INTEGER, params_nonzero INTEGER, flops INTEGER,
     flops_effective INTEGER, size_bytes INTEGER, size_compressed_bytes INTEGER,
     compression_ratio REAL, flops_ratio REAL, layers TEXT, info TEXT, target_versions TEXT,
-    created TEXT, duration_s REAL,
+    created TEXT, duration_s REAL, metric TEXT, postprocess_ms REAL,
     PRIMARY KEY (cell_key, run_id)
 );
 CREATE TABLE IF NOT EXISTS measurements (
@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS measurements (
     PRIMARY KEY (cell_key, run_id, batch_size)
 );
 """
+
+# MIGRATIONS[v - 1] upgrades a store of version v to v + 1 (rows are kept)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    ("ALTER TABLE cells ADD COLUMN metric TEXT",
+     "ALTER TABLE cells ADD COLUMN postprocess_ms REAL"),
+)
 
 JSON_COLUMNS = ("method_config", "layers", "info", "target_versions", "machine", "versions",
                 "settings")
@@ -66,6 +72,12 @@ class Store:
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                                (str(SCHEMA_VERSION),))
+            elif int(row[0]) < SCHEMA_VERSION:
+                for step in MIGRATIONS[int(row[0]) - 1 :]:
+                    for sql in step:
+                        self.db.execute(sql)
+                self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
                                 (str(SCHEMA_VERSION),))
             elif int(row[0]) > SCHEMA_VERSION:
                 from harness.errors import UsageError

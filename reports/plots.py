@@ -159,7 +159,8 @@ def accuracy_vs_prune_ratio(df: pd.DataFrame, path: Path) -> Path | None:
             ax.axhline(100 * base.iloc[0], color="black", lw=0.8, label="baseline")
         ax.set_title(model)
         ax.set_xlabel("fraction of parameters removed (1 - non-zero / baseline)")
-        ax.set_ylabel("top-1 % (torch)")
+        ax.set_ylabel("mAP@0.5 % (torch)" if "map50" in set(part.get("metric", [])) else
+                      "top-1 % (torch)")
     panels[0][1].legend(fontsize=7)
     fig.suptitle("Accuracy right after compression and after fine-tuning")
     fig.tight_layout()

@@ -39,7 +39,10 @@ def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         head = (r["target"], r["model"], method_label(r), r.get("precision") or "")
         if r.get("top1_target") is not None and r["cell_key"] not in seen_acc:
             seen_acc.add(r["cell_key"])
-            lines.append((*head, "-", "Top-1", fmt3(100 * r["top1_target"]), "%"))
+            name = "mAP@0.5" if r.get("metric") == "map50" else "Top-1"
+            lines.append((*head, "-", name, fmt3(100 * r["top1_target"]), "%"))
+            if r.get("postprocess_ms") is not None:
+                lines.append((*head, "1", "Decode+NMS", fmt3(r["postprocess_ms"]), "ms"))
         b = str(r["batch_size"])
         if r["batch_size"] == 1:
             lines.append((*head, b, "Latency p95", fmt3(r["latency_p95_ms"]), "ms"))

@@ -74,6 +74,41 @@ def write_cifar_like(root: Path, per_batch: int = 64, n_test: int = 128) -> None
     (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": names}))
 
 
+VOC_OBJECT = """<object><name>{name}</name><difficult>{difficult}</difficult><bndbox>
+<xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>"""
+
+
+def write_voc_like(root: Path, n_train: int = 12, n_test: int = 6) -> None:
+    """VOCdevkit/VOC2007 with JPEGs, annotation XML and ImageSets/Main split files: coloured
+    boxes of two classes (person, car) on 64x48 images; every third object is `difficult`."""
+    from PIL import Image, ImageDraw
+
+    base = root / "VOCdevkit" / "VOC2007"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (base / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    names = []
+    for i in range(n_train + n_test):
+        name = f"{i:06d}"
+        names.append(name)
+        img = Image.new("RGB", (64, 48), (20, 20, 20))
+        draw = ImageDraw.Draw(img)
+        objects = []
+        for k in range(int(rng.integers(1, 3))):
+            x1, y1 = int(rng.integers(1, 30)), int(rng.integers(1, 20))
+            x2, y2 = x1 + int(rng.integers(12, 30)), y1 + int(rng.integers(10, 25))
+            cls = ("person", "car")[k % 2]
+            draw.rectangle([x1, y1, x2, y2], fill=(230, 40, 40) if cls == "person" else (40, 40, 230))
+            objects.append(VOC_OBJECT.format(name=cls, difficult=int(i % 3 == 0 and k == 0),
+                                             x1=x1, y1=y1, x2=x2, y2=y2))
+        img.save(base / "JPEGImages" / f"{name}.jpg", quality=95)
+        (base / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><size><width>64</width>"
+            f"<height>48</height><depth>3</depth></size>{''.join(objects)}</annotation>")
+    (base / "ImageSets" / "Main" / "trainval.txt").write_text("\n".join(names[:n_train]) + "\n")
+    (base / "ImageSets" / "Main" / "test.txt").write_text("\n".join(names[n_train:]) + "\n")
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir holding tiny MNIST (torchvision layout), gzipped Fashion-MNIST (flat, as
@@ -82,6 +117,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_mnist_like(d / "MNIST" / "raw")
     write_mnist_like(d, gz=True)  # flat gz files: the Debian layout, unpacked by the loader
     write_cifar_like(d)
+    write_voc_like(d)
     return d
 
 

@@ -137,3 +137,28 @@ def test_report_rerenders_from_store_alone(sweep) -> None:  # type: ignore[no-un
                   cwd=work)
     assert res.returncode == 0, res.stderr
     assert (out / "index.html").exists() and (out / "speedup_vs_compression.png").exists()
+
+
+def test_a_version_1_store_is_migrated_without_losing_rows(sweep, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from harness.store import Store
+
+    work, _, _ = sweep
+    db = tmp_path / "old.db"
+    shutil.copy(work / "r.db", db)
+    con = sqlite3.connect(db)
+    n = con.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+    con.execute("CREATE TABLE c2 AS SELECT * FROM cells")
+    con.execute("DROP TABLE cells")
+    cols = [r[1] for r in con.execute("PRAGMA table_info(c2)") if r[1] not in
+            ("metric", "postprocess_ms")]
+    con.execute(f"CREATE TABLE cells AS SELECT {', '.join(cols)} FROM c2")
+    con.execute("DROP TABLE c2")
+    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    st = Store(db)
+    assert len({r["cell_key"] + r["run_id"] for r in st.rows(latest=False)}) == n
+    assert st.db.execute("SELECT value FROM meta").fetchone()[0] == "2"
+    st.close()

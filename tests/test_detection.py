@@ -1,0 +1,137 @@
+"""Detectors: data formats, export agreement on every runtime, pruning, an end-to-end sweep."""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_cli
+from harness.api import Artifact, Context, build_model
+from harness.benchmarks.datasets.detection import VOC_CLASSES, targets_to_lists
+from harness.errors import UsageError
+from harness.export import to_onnx
+from harness.metrics import count_params
+from harness.registry import DATASETS, METHODS, MODELS, TARGETS
+
+VOC_SUITE = """
+name = "tiny-voc"
+dataset = "voc2007"
+dataset_options = { size = 64 }
+models = ["yolov2-tiny"]
+
+[[methods]]
+name = "l1-filter"
+grid = { ratio = [0.5] }
+
+[[methods]]
+name = "int8-ptq"
+config = { calibration = 8 }
+
+[profiles.smoke]
+train = { epochs = 2, lr = 0.002, optimizer = "adam", batch_size = 4 }
+finetune = { epochs = 1, lr = 0.0005, optimizer = "adam", batch_size = 4 }
+timing = { batch_sizes = [1, 4], iterations = 4, warmup = 1, rounds = 2, threads = 1 }
+"""
+
+
+def test_voc_reader_scales_boxes_and_keeps_difficult(data_dir: Path) -> None:
+    ds = DATASETS.get("voc2007")(data_dir=data_dir, size=64)
+    train, test = ds.train(), ds.test()
+    assert train.tensors[0].shape == (12, 3, 64, 64) and len(test) == 6
+    t = targets_to_lists(train.tensors[1])
+    import xml.etree.ElementTree as ET
+
+    root = data_dir / "VOCdevkit" / "VOC2007"
+    obj = ET.parse(root / "Annotations" / "000000.xml").find("object")
+    box = obj.find("bndbox")
+    x1, y1 = float(box.find("xmin").text), float(box.find("ymin").text)
+    assert t[0]["labels"][0] == VOC_CLASSES.index(obj.find("name").text)
+    assert t[0]["boxes"][0][0] == pytest.approx((x1 - 1) * 64 / 64)  # width 64 -> 64
+    assert t[0]["boxes"][0][1] == pytest.approx((y1 - 1) * 64 / 48)  # height 48 -> 64
+    assert bool(t[0]["difficult"][0]) and not t[1]["difficult"].any()
+
+
+def test_fashion_det_scenes_are_deterministic_and_sane(tmp_path: Path, data_dir: Path) -> None:
+    ds = DATASETS.get("fashion-det")(data_dir=data_dir, train_scenes=20, test_scenes=5)
+    again = DATASETS.get("fashion-det")(data_dir=data_dir, train_scenes=20, test_scenes=5)
+    assert torch.equal(ds.train().tensors[0], again.train().tensors[0])
+    for t in targets_to_lists(ds.train().tensors[1]):
+        assert 1 <= len(t["labels"]) <= 4
+        assert (t["boxes"][:, :2] >= 0).all() and (t["boxes"][:, 2:] <= 96).all()
+        assert (t["boxes"][:, 2:] > t["boxes"][:, :2]).all()
+
+
+def test_task_mismatch_is_a_usage_error(tmp_path: Path, data_dir: Path) -> None:
+    from harness import suite as suites
+    from harness.runner import RunOptions, Runner
+
+    p = tmp_path / "bad.toml"
+    p.write_text(VOC_SUITE.replace('models = ["yolov2-tiny"]', 'models = ["lenet-5"]'))
+    with pytest.raises(UsageError, match="'lenet-5' is a classify model but dataset 'voc2007'"):
+        Runner(RunOptions(suite=suites.load(str(p)), profile="smoke", targets=["null"],
+                          store=tmp_path / "s.db", cache_dir=tmp_path / "c", data_dir=data_dir))
+
+
+@pytest.fixture(scope="module")
+def yolo() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return build_model(MODELS.get("yolov2-tiny"), 20, (3, 64, 64)).eval()
+
+
+def _decode_all(model, out):  # type: ignore[no-untyped-def]
+    return model.decode(out, score_threshold=0.3)
+
+
+@pytest.mark.parametrize("pruned", [False, True])
+def test_exported_detector_agrees_with_torch_on_every_runtime(yolo, pruned, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    model = copy.deepcopy(yolo)
+    if pruned:
+        method = METHODS.get("l1-filter")
+        model = method().apply(model, method.Config(ratio=0.5),
+                               Context(None, None, 20, (3, 64, 64))).model.eval()
+        assert count_params(model)[0] < 0.4 * count_params(yolo)[0]
+    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    with torch.inference_mode():
+        want = model(torch.from_numpy(x)).numpy()
+    ref = yolo.decode(want, score_threshold=0.0)
+    art = Artifact(to_onnx(model, (3, 64, 64), tmp_path / "y.onnx"), model, (3, 64, 64),
+                   want.shape[1:])
+    for name in ("torch-cpu", "onnxruntime-cpu", "openvino-cpu"):
+        t = TARGETS.get(name)()
+        if t.available():
+            continue
+        got = t.prepare(art, 2, 1, "fp32").run(x)[0]
+        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
+        dets = yolo.decode(got, score_threshold=0.0)
+        for a, b in zip(dets, ref, strict=True):
+            n = min(10, len(a.scores), len(b.scores))
+            np.testing.assert_allclose(a.scores[:n], b.scores[:n], atol=1e-3)
+            np.testing.assert_allclose(a.boxes[:n], b.boxes[:n], atol=0.05)
+
+
+def test_voc_detection_sweep_end_to_end(tmp_path: Path, data_dir: Path) -> None:
+    suite = tmp_path / "tiny-voc.toml"
+    suite.write_text(VOC_SUITE)
+    res = run_cli("run", "--suite", str(suite), "--profile", "smoke", "--data-dir",
+                  str(data_dir), "--store", str(tmp_path / "r.db"), "--report-dir",
+                  str(tmp_path / "rep"), "--target", "onnxruntime-cpu", "--target",
+                  "openvino-cpu", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    con = sqlite3.connect(tmp_path / "r.db")
+    con.row_factory = sqlite3.Row
+    rows = con.execute("SELECT * FROM cells").fetchall()
+    con.close()
+    assert len(rows) == 3 * 2 and all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    assert {r["metric"] for r in rows} == {"map50"}
+    assert all(0.0 <= r["top1_target"] <= 1.0 and r["postprocess_ms"] > 0 for r in rows)
+    assert all(r["top1_pruned"] is not None and r["top1_retrained"] is not None for r in rows)
+    l1 = [r for r in rows if r["method"] == "l1-filter"][0]
+    base = [r for r in rows if r["method"] == "baseline"][0]
+    assert l1["params_total"] < base["params_total"]
+    assert "mAP@0.5" in res.stdout and "Decode+NMS" in res.stdout
+    assert (tmp_path / "rep" / "accuracy_vs_prune_ratio.png").exists()
