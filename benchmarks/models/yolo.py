@@ -99,7 +99,8 @@ class TinyYolo(nn.Module):
         cy = (gy[None, :, :, None] + torch.sigmoid(p[..., 1])) * self.stride
         w = torch.exp(p[..., 2].clamp(max=8)) * self.anchors[:, 0] * self.stride
         h = torch.exp(p[..., 3].clamp(max=8)) * self.anchors[:, 1] * self.stride
-        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1).reshape(n, -1, 4)
+        boxes = torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1)
+        boxes = boxes.reshape(n, -1, 4)
         scores = (torch.sigmoid(p[..., 4:5]) * torch.softmax(p[..., 5:], -1)).reshape(
             n, -1, self.num_classes)
         dets = []
