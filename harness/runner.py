@@ -148,7 +148,8 @@ class Runner:
         method = METHODS.get(run.method)
         return digest({"baseline": self.baseline_key(model), "method": run.method,
                        "config": run.config, "version": method.version,
-                       "finetune": self.profile.finetune, "harness": __version__})
+                       "finetune": self.profile.finetune, "harness": __version__,
+                       "eval_samples": self.profile.eval_samples})  # the cached accuracies
 
     def cell_key(self, model: str, run: MethodRun, target: str) -> str:
         t = TARGETS.get(target)()

@@ -137,7 +137,8 @@ class Store:
              latest: bool = True) -> list[dict[str, Any]]:
         """Tidy rows, one per (cell, batch size); failed cells appear once with no timing.
 
-        `latest` keeps, per cell key, only the newest row (ok rows preferred over failed ones).
+        `latest` keeps only the newest row of each logical cell; `--all` style callers pass
+        latest=False for the whole history.
         """
         where, args = [], []
         if suite:
@@ -147,9 +148,13 @@ class Store:
             where.append("c.run_id=?")
             args.append(run_id)
         if latest and not run_id:
+            # one row per logical cell (suite, model, method + config, target): the newest,
+            # whatever settings or runtime versions it was measured under
             where.append(
-                "c.rowid = (SELECT c2.rowid FROM cells c2 WHERE c2.cell_key=c.cell_key "
-                "ORDER BY (c2.status='ok') DESC, c2.created DESC, c2.rowid DESC LIMIT 1)"
+                "c.rowid = (SELECT c2.rowid FROM cells c2 WHERE c2.suite=c.suite "
+                "AND c2.model=c.model AND c2.method=c.method "
+                "AND c2.method_config=c.method_config AND c2.target=c.target "
+                "ORDER BY c2.created DESC, c2.rowid DESC LIMIT 1)"
             )
         sql = (
             "SELECT c.*, m.batch_size, m.latency_p50_ms, m.latency_p90_ms, m.latency_p95_ms, "

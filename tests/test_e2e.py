@@ -162,3 +162,25 @@ def test_a_version_1_store_is_migrated_without_losing_rows(sweep, tmp_path) -> N
     assert len({r["cell_key"] + r["run_id"] for r in st.rows(latest=False)}) == n
     assert st.db.execute("SELECT value FROM meta").fetchone()[0] == "2"
     st.close()
+
+
+def test_latest_rows_are_one_per_logical_cell(sweep, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Cells measured again under other settings (another cell key) supersede the old ones."""
+    import shutil
+
+    from harness.store import Store
+
+    work, _, _ = sweep
+    db = tmp_path / "s.db"
+    shutil.copy(work / "r.db", db)
+    con = sqlite3.connect(db)
+    con.execute("INSERT INTO cells (cell_key, run_id, suite, model, method, method_config, "
+                "target, status, created) SELECT 'other-key', run_id, suite, model, method, "
+                "method_config, target, 'ok', '9999' FROM cells WHERE method='baseline' "
+                "AND target='null' LIMIT 1")
+    con.commit()
+    con.close()
+    st = Store(db)
+    rows = [r for r in st.rows() if r["method"] == "baseline" and r["target"] == "null"]
+    st.close()
+    assert [r["cell_key"] for r in rows] == ["other-key"]
