@@ -37,6 +37,26 @@ def _panels(d: pd.DataFrame, col: str, plt):  # type: ignore[no-untyped-def]
     return fig, list(zip(keys, axes[0], strict=True))
 
 
+def _finish(fig, path: Path, legend_ax) -> Path:  # type: ignore[no-untyped-def]
+    """One legend for the figure, outside the panels, so it never hides a point."""
+    handles, labels = legend_ax.get_legend_handles_labels()
+    if legend_ax.get_legend() is not None:
+        legend_ax.get_legend().remove()
+    if handles:
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                   frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def _short(label: str, width: int = 30) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
 def speedup_vs_compression(df: pd.DataFrame, path: Path) -> Path | None:
     """Speedup (batch-1 p50) against compression ratio (log x), one panel per target; grey
     rings mark the ideal speedup = FLOP ratio of each point."""
@@ -57,12 +77,8 @@ def speedup_vs_compression(df: pd.DataFrame, path: Path) -> Path | None:
         ax.set_title(target)
         ax.set_xlabel("compression ratio (baseline params / non-zero params)")
         ax.set_ylabel("speedup at batch 1 (p50, timed in the same run)")
-    panels[0][1].legend(fontsize=8, loc="upper left")
     fig.suptitle("Speedup vs compression")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, panels[0][1])
 
 
 def accuracy_vs_speedup(df: pd.DataFrame, path: Path) -> Path | None:
@@ -83,18 +99,14 @@ def accuracy_vs_speedup(df: pd.DataFrame, path: Path) -> Path | None:
             ax.plot(front.speedup, front.acc_loss, ("--", ":", "-.")[j % 3], color="black",
                     lw=1, label=f"Pareto front, {target}" if i == 0 else None)
             for _, r in front.iterrows():
-                ax.annotate(r["label"], (r["speedup"], r["acc_loss"]), fontsize=7,
+                ax.annotate(_short(r["label"]), (r["speedup"], r["acc_loss"]), fontsize=7,
                             xytext=(4, 4), textcoords="offset points")
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_title(model)
         ax.set_xlabel("speedup at batch 1 (timed in the same run)")
         ax.set_ylabel("top-1 loss vs baseline (points, on the runtime)")
-    panels[0][1].legend(fontsize=7, loc="upper left")
     fig.suptitle("Accuracy loss vs speedup")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, panels[0][1])
 
 
 def latency_throughput_bars(df: pd.DataFrame, path: Path) -> Path | None:
@@ -161,12 +173,8 @@ def accuracy_vs_prune_ratio(df: pd.DataFrame, path: Path) -> Path | None:
         ax.set_xlabel("fraction of parameters removed (1 - non-zero / baseline)")
         ax.set_ylabel("mAP@0.5 % (torch)" if "map50" in set(part.get("metric", [])) else
                       "top-1 % (torch)")
-    panels[0][1].legend(fontsize=7)
     fig.suptitle("Accuracy right after compression and after fine-tuning")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(fig, path, panels[0][1])
 
 
 def kept_per_layer(layers: pd.DataFrame, path: Path, title: str) -> Path | None:
