@@ -135,3 +135,15 @@ def test_voc_detection_sweep_end_to_end(tmp_path: Path, data_dir: Path) -> None:
     assert l1["params_total"] < base["params_total"]
     assert "mAP@0.5" in res.stdout and "Decode+NMS" in res.stdout
     assert (tmp_path / "rep" / "accuracy_vs_prune_ratio.png").exists()
+
+
+def test_shipped_voc_detection_suite_runs_on_a_voc_folder(tmp_path: Path, data_dir: Path) -> None:
+    res = run_cli("run", "--suite", "voc-detection", "--profile", "smoke", "--data-dir",
+                  str(data_dir), "--method", "l1-filter", "--target", "onnxruntime-cpu",
+                  "--store", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "rep"),
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    con = sqlite3.connect(tmp_path / "r.db")
+    status = con.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall()
+    con.close()
+    assert dict(status) == {"ok": 4}  # baseline + three L1 ratios
