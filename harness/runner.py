@@ -109,6 +109,9 @@ class Runner:
             if MODELS.get(m).task != self.task:
                 raise UsageError(f"model '{m}' is a {MODELS.get(m).task} model but dataset "
                                  f"'{opts.suite.dataset}' is for {self.task}")
+        if self.task == "detect" and (self.profile.train.augment or self.profile.finetune.augment):
+            raise UsageError("augment = true flips and crops images but not boxes: it is for "
+                             "classifiers only (set it false in the suite's detection profiles)")
         self.scorer: Any = ClassifyScorer()  # a detector's scorer comes with its baseline
         self.loss = DetectScorer.loss if self.task == "detect" else ClassifyScorer.loss
         if opts.device == "cuda" and not torch.cuda.is_available():

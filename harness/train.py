@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -39,9 +39,6 @@ class Recipe:
         if d.get("optimizer", "sgd") not in ("sgd", "adam"):
             raise UsageError(f"{where}: unknown optimizer '{d['optimizer']}' (choose from: adam, sgd)")
         return cls(**d)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
