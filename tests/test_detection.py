@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli
-from harness.api import Artifact, Context, build_model
+from conftest import outputs_on_cpu_targets, run_cli
+from harness.api import Context, build_model
 from harness.benchmarks.datasets.detection import VOC_CLASSES, targets_to_lists
 from harness.errors import UsageError
-from harness.export import to_onnx
 from harness.metrics import count_params
-from harness.registry import DATASETS, METHODS, MODELS, TARGETS
+from harness.registry import DATASETS, METHODS, MODELS
 
 VOC_SUITE = """
 name = "tiny-voc"
@@ -83,10 +82,6 @@ def yolo() -> torch.nn.Module:
     return build_model(MODELS.get("yolov2-tiny"), 20, (3, 64, 64)).eval()
 
 
-def _decode_all(model, out):  # type: ignore[no-untyped-def]
-    return model.decode(out, score_threshold=0.3)
-
-
 @pytest.mark.parametrize("pruned", [False, True])
 def test_exported_detector_agrees_with_torch_on_every_runtime(yolo, pruned, tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = copy.deepcopy(yolo)
@@ -95,23 +90,15 @@ def test_exported_detector_agrees_with_torch_on_every_runtime(yolo, pruned, tmp_
         model = method().apply(model, method.Config(ratio=0.5),
                                Context(None, None, 20, (3, 64, 64))).model.eval()
         assert count_params(model)[0] < 0.4 * count_params(yolo)[0]
-    x = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
-    with torch.inference_mode():
-        want = model(torch.from_numpy(x)).numpy()
-    ref = yolo.decode(want, score_threshold=0.0)
-    art = Artifact(to_onnx(model, (3, 64, 64), tmp_path / "y.onnx"), model, (3, 64, 64),
-                   want.shape[1:])
-    for name in ("torch-cpu", "onnxruntime-cpu", "openvino-cpu"):
-        t = TARGETS.get(name)()
-        if t.available():
-            continue
-        got = t.prepare(art, 2, 1, "fp32").run(x)[0]
-        np.testing.assert_allclose(got, want, rtol=1e-3, atol=1e-3 * np.abs(want).max())
-        dets = yolo.decode(got, score_threshold=0.0)
-        for a, b in zip(dets, ref, strict=True):
+    checked = []
+    for name, got, want in outputs_on_cpu_targets(model, (3, 64, 64), tmp_path):
+        checked.append(name)
+        ref = yolo.decode(want, score_threshold=0.0)
+        for a, b in zip(yolo.decode(got, score_threshold=0.0), ref, strict=True):
             n = min(10, len(a.scores), len(b.scores))
             np.testing.assert_allclose(a.scores[:n], b.scores[:n], atol=1e-3)
             np.testing.assert_allclose(a.boxes[:n], b.boxes[:n], atol=0.05)
+    assert "torch-cpu" in checked
 
 
 def test_voc_detection_sweep_end_to_end(tmp_path: Path, data_dir: Path) -> None:
