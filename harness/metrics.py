@@ -68,12 +68,16 @@ def flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
     return total, total - skipped
 
 
+def byte_sizes(data: bytes) -> tuple[int, int]:
+    """(bytes, bytes after zlib level 9): the second shows what sparsity saves in storage."""
+    return len(data), len(zlib.compress(data, 9))
+
+
 def file_sizes(path: Path | None) -> tuple[int | None, int | None]:
-    """(bytes on disk, bytes after zlib level 9): the second shows what sparsity saves in storage."""
+    """`byte_sizes` of a file on disk; (None, None) when there is no file."""
     if path is None or not Path(path).exists():
         return None, None
-    data = Path(path).read_bytes()
-    return len(data), len(zlib.compress(data, 9))
+    return byte_sizes(Path(path).read_bytes())
 
 
 def model_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:

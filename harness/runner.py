@@ -28,7 +28,7 @@ from harness import __version__, sysinfo
 from harness.api import Artifact, Compressed, Context, TargetArtifact, build_model
 from harness.errors import UsageError
 from harness.export import to_onnx
-from harness.metrics import file_sizes, model_metrics
+from harness.metrics import byte_sizes, file_sizes, model_metrics
 from harness.registry import DATASETS, METHODS, MODELS, TARGETS
 from harness.store import Store
 from harness.suite import MethodRun, Profile, Suite
@@ -388,10 +388,8 @@ class Runner:
         timing = self.profile.timing
         x_all, y_all = eval_arrays(test_ds, self.profile.eval_samples)
         big = max(timing.batch_sizes)
-        sessions = {}
         self.ev.stage(f"{spec.name} on {target_name}: accuracy")
         sess = target.prepare(art, big, self.threads, art.precision)
-        sessions[big] = sess
         row["precision"] = sess.precision
         row["metric"] = self.scorer.metric
         if getattr(target, "scores_accuracy", True):
@@ -403,7 +401,7 @@ class Runner:
         meas = []
         for b in timing.batch_sizes:
             self.ev.stage(f"{spec.name} on {target_name}: timing b={b}")
-            cand = sessions.get(b) or target.prepare(art, b, self.threads, art.precision)
+            cand = sess if b == big else target.prepare(art, b, self.threads, art.precision)
             ref = self._reference(spec.name, target_name, baseline, b)
             x = _timing_input(x_all, b)
             ct, rt = measure_pair(cand, ref, x, timing.config())
@@ -445,11 +443,10 @@ def artifact_sizes(a: TargetArtifact) -> tuple[int | None, int | None]:
         return sum(s[0] or 0 for s in sizes), sum(s[1] or 0 for s in sizes)
     if a.module is not None:
         import io
-        import zlib
 
         buf = io.BytesIO()
         torch.save(a.module, buf)
-        return len(buf.getvalue()), len(zlib.compress(buf.getvalue(), 9))
+        return byte_sizes(buf.getvalue())
     return None, None
 
 
