@@ -128,14 +128,20 @@ class Target(Protocol):
     def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str) -> Session: ...
 
 
-def build_model(spec: ModelSpec, num_classes: int, input_shape: tuple[int, ...]) -> Any:
-    """A fresh model sized for a dataset: its classes, and its input channels where the builder
-    takes them (so the CIFAR ResNets also run on 1-channel Fashion-MNIST)."""
+def build_model(spec: ModelSpec, num_classes: int, input_shape: tuple[int, ...],
+                options: dict[str, Any] | None = None) -> Any:
+    """A fresh model sized for a dataset: its classes, and its input channels and image size
+    where the builder takes them (so the CIFAR ResNets also run on 1-channel Fashion-MNIST and
+    detectors make their anchors for the dataset's image size); `options` are the suite's
+    `model_options` for this model."""
     import inspect
 
-    kw: dict[str, Any] = {"num_classes": num_classes}
-    if "in_channels" in inspect.signature(spec.build).parameters:
+    kw: dict[str, Any] = {"num_classes": num_classes, **(options or {})}
+    params = inspect.signature(spec.build).parameters
+    if "in_channels" in params:
         kw["in_channels"] = input_shape[0]
+    if "image_size" in params:
+        kw["image_size"] = tuple(input_shape[1:])
     return spec.build(**kw)
 
 

@@ -92,6 +92,13 @@ def check_targets(names: list[str]) -> tuple[list[str], dict[str, str]]:
     return usable, skipped
 
 
+def _file_digest(path: str) -> str:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UsageError(f"model_options checkpoint '{path}' is not a file")
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
 class Runner:
     def __init__(self, opts: RunOptions, events: Events | None = None) -> None:
         self.o = opts
@@ -143,9 +150,14 @@ class Runner:
         return {"dataset": self.o.suite.dataset, "options": self.o.suite.dataset_options}
 
     def baseline_key(self, model: str) -> str:
-        return digest({"model": model, "data": self._data_key(), "recipe": self.profile.train,
-                       "seed": self.o.suite.seed, "train_code": TRAIN_CODE_VERSION,
-                       "device": self.o.device})
+        key = {"model": model, "data": self._data_key(), "recipe": self.profile.train,
+               "seed": self.o.suite.seed, "train_code": TRAIN_CODE_VERSION,
+               "device": self.o.device}
+        options = self.o.suite.model_options.get(model)
+        if options:  # a checkpoint counts by its content, not its path
+            key["options"] = {k: _file_digest(v) if k == "checkpoint" else v
+                              for k, v in options.items()}
+        return digest(key)
 
     def compressed_key(self, model: str, run: MethodRun) -> str:
         method = METHODS.get(run.method)
@@ -274,7 +286,8 @@ class Runner:
     def _baseline(self, spec: Any, train_ds: Any, test_ds: Any) -> tuple[Prepared, float]:
         folder = self.o.cache_dir / "baselines" / f"{spec.name}-{self.baseline_key(spec.name)}"
         ckpt = folder / "model.pt"
-        model = build_model(spec, self.dataset.num_classes, tuple(self.dataset.input_shape))
+        model = build_model(spec, self.dataset.num_classes, tuple(self.dataset.input_shape),
+                            self.o.suite.model_options.get(spec.name))
         if ckpt.exists():
             model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
             self.ev.log(f"{spec.name}: cached baseline {ckpt}")
@@ -365,8 +378,10 @@ class Runner:
         if not prepared.artifacts:
             return Artifact(prepared.onnx_path, prepared.module, shape, out_shape, "fp32"), {}
         if target not in prepared.artifacts:
+            why = (info.get("skipped_toolchains") or {}).get(target)
             raise ValueError(f"this method made no artifact for {target} "
-                             f"(it has: {', '.join(sorted(prepared.artifacts))})")
+                             f"(it has: {', '.join(sorted(prepared.artifacts))})"
+                             + (f": {why}" if why else ""))
         ta = prepared.artifacts[target]
         info["toolchain"] = ta.toolchain
         size, packed = artifact_sizes(ta)

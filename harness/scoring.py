@@ -25,8 +25,9 @@ class ClassifyScorer:
 
 
 class DetectScorer:
-    """`decoder` is a model with `decode(outputs) -> list[Detections]` and `loss(out, targets)`
-    (the baseline: decoding depends on its anchors and classes, never on its weights)."""
+    """`decoder` is a model with `decode(outputs) -> list[Detections]` (the baseline: decoding
+    depends on its anchors and classes, never on its weights). Detectors train through their
+    own `detection_loss(images, padded_targets)`."""
 
     metric = "map50"
 
@@ -36,7 +37,7 @@ class DetectScorer:
 
     @staticmethod
     def loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return model.loss(model(x), y)
+        return model.detection_loss(x, y)
 
     def score(self, outputs: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, Any]]:
         from harness.benchmarks.datasets.detection import targets_to_lists

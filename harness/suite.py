@@ -23,8 +23,8 @@ from harness.timing import TimingConfig
 from harness.train import Recipe
 
 PROFILES = ("smoke", "quick", "full")
-SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "methods",
-              "profiles", "targets", "seed"}
+SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "model_options",
+              "methods", "profiles", "targets", "seed"}
 PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
 TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads", "max_seconds"}
 METHOD_KEYS = {"name", "grid", "config", "models"}
@@ -81,6 +81,8 @@ class Suite:
     profiles: dict[str, Profile]
     targets: tuple[str, ...] = ("onnxruntime-cpu",)
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    # per model: extra builder arguments (e.g. a checkpoint path, a detector's training knobs)
+    model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     path: str = ""
 
@@ -196,6 +198,27 @@ def _profile(name: str, d: dict[str, Any], where: str) -> Profile:
     )
 
 
+def _model_options(raw: Any, models: tuple[str, ...], where: str) -> dict[str, dict[str, Any]]:
+    """`[model_options.<model>]` tables: each key must be an argument of that model's builder
+    (the ones the harness sets itself, classes/channels/image size, are not options)."""
+    import inspect
+
+    if not isinstance(raw, dict):
+        raise UsageError(f"{where}: model_options must be a table of tables, one per model")
+    out = {}
+    for model, opts in raw.items():
+        if model not in models:
+            raise UsageError(f"{where}: model_options for '{model}', which is not among the "
+                             f"suite's models (choose from: {', '.join(models)})")
+        params = set(inspect.signature(MODELS.get(model).build).parameters)
+        valid = params - {"num_classes", "in_channels", "image_size"}
+        if not isinstance(opts, dict):
+            raise UsageError(f"{where}: model_options.{model} must be a table")
+        _check_keys(opts, valid, f"{where} [model_options.{model}]")
+        out[model] = dict(opts)
+    return out
+
+
 def load(name_or_path: str) -> Suite:
     """Parse and validate a suite by registered name or file path."""
     path = find(name_or_path)
@@ -212,6 +235,7 @@ def load(name_or_path: str) -> Suite:
     models = tuple(raw["models"])
     for m in models:
         MODELS.get(m)
+    model_options = _model_options(raw.get("model_options", {}), models, where)
     profiles = {}
     for pname, pdata in raw["profiles"].items():
         if pname not in PROFILES:
@@ -231,6 +255,7 @@ def load(name_or_path: str) -> Suite:
         profiles=profiles,
         targets=tuple(raw.get("targets", ("onnxruntime-cpu",))),
         dataset_options=dict(raw.get("dataset_options", {})),
+        model_options=model_options,
         seed=int(raw.get("seed", 0)),
         path=str(path),
     )

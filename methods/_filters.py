@@ -74,9 +74,13 @@ def prune_filters(
 
 
 def prunable_layers(model: nn.Module) -> list[str]:
-    """What a plain ratio sweep prunes. Residual networks: the first conv of every block (Li et
-    al.: the second conv's outputs are tied to the shortcut). Others: every conv/linear layer but
-    the last one (the classifier keeps its outputs)."""
+    """What a plain ratio sweep prunes. A model may say itself (`model.prunable_layers()`, e.g.
+    the torchvision detectors: the inside of each inverted-residual block, so heads and FPN keep
+    their channels). Residual networks: the first conv of every block (Li et al.: the second
+    conv's outputs are tied to the shortcut). Others: every conv/linear layer but the last one
+    (the classifier or detection head keeps its outputs)."""
+    if hasattr(model, "prunable_layers"):
+        return list(model.prunable_layers())
     if hasattr(model, "stages"):
         return [name for _, _, name in block_convs(model)]
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]

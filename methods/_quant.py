@@ -117,5 +117,41 @@ def quantize_for_all(model: torch.nn.Module, ctx: Context, calib: np.ndarray,
         arts["openvino-cpu"] = nncf_openvino(fp32, ctx.workdir / "int8-nncf.xml", calib, preset)
     else:
         skipped["openvino-cpu"] = "openvino or nncf not installed"
-    arts["torch-cpu"] = torch_x86(model, calib, qat_prepared)
+    try:
+        arts["torch-cpu"] = torch_x86(model, calib, qat_prepared)
+    except Exception as exc:  # e.g. FX cannot trace a detector's proposal selection
+        if qat_prepared is not None:
+            raise
+        skipped["torch-cpu"] = (f"torch.ao FX could not quantize this model: "
+                                f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
     return arts, skipped
+
+
+class RuntimeModule(torch.nn.Module):
+    """An INT8 artifact run by its runtime behind a torch forward, so the harness's torch-side
+    accuracy ("pruned"/"retrained") is the INT8 model's where torch has no INT8 version."""
+
+    def __init__(self, onnx_path: Path) -> None:
+        super().__init__()
+        self.onnx_path = Path(onnx_path)
+        self._session: Any = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._session is None:
+            import onnxruntime as ort
+
+            self._session = ort.InferenceSession(str(self.onnx_path),
+                                                 providers=["CPUExecutionProvider"])
+        return torch.from_numpy(self._session.run(None, {"input": x.numpy()})[0])
+
+
+def scored_int8(arts: dict[str, TargetArtifact], skipped: dict[str, str],
+                info: dict[str, Any]) -> Any:
+    """The INT8 model torch-side accuracy is measured on: torch.ao's, else ORT's QDQ model
+    (said so in the row's info), else None (the caller then reports the fp32 model's)."""
+    if "torch-cpu" in arts:
+        return arts["torch-cpu"].module
+    if "onnxruntime-cpu" in arts:
+        info["torch_accuracy_from"] = "onnxruntime-cpu int8 (no torch int8 model)"
+        return RuntimeModule(arts["onnxruntime-cpu"].path)
+    return None

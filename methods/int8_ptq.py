@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from harness.api import Compressed, Context
-from harness.methods._quant import calibration_array, quantize_for_all
+from harness.methods._quant import calibration_array, quantize_for_all, scored_int8
 from harness.registry import METHODS
 
 
@@ -37,9 +37,9 @@ class Int8PTQ:
     def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
         calib = calibration_array(ctx, cfg.calibration)
         arts, skipped = quantize_for_all(model.eval(), ctx, calib, cfg.per_channel, cfg.preset)
-        return Compressed(model=model, scored=arts["torch-cpu"].module, artifacts=arts,
-                          finetune=False,
-                          info={"calibration": len(calib), "skipped_toolchains": skipped})
+        info: dict[str, Any] = {"calibration": len(calib), "skipped_toolchains": skipped}
+        return Compressed(model=model, scored=scored_int8(arts, skipped, info), artifacts=arts,
+                          finetune=False, info=info)
 
 
 @METHODS.register()

@@ -126,7 +126,8 @@ def test_voc_detection_sweep_end_to_end(tmp_path: Path, data_dir: Path) -> None:
 
 def test_shipped_voc_detection_suite_runs_on_a_voc_folder(tmp_path: Path, data_dir: Path) -> None:
     res = run_cli("run", "--suite", "voc-detection", "--profile", "smoke", "--data-dir",
-                  str(data_dir), "--method", "l1-filter", "--target", "onnxruntime-cpu",
+                  str(data_dir), "--method", "l1-filter", "--model", "yolov2-tiny",
+                  "--target", "onnxruntime-cpu",
                   "--store", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "rep"),
                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr

@@ -63,9 +63,14 @@ def test_model_contract(name: str) -> None:
     assert describe(spec)
     model = spec.build(num_classes=7).eval()
     out = model(torch.zeros((3, *spec.input_shape)))
-    if spec.task == "detect":  # raw head outputs; the model decodes them into boxes
-        assert out.dim() == 4 and out.shape[0] == 3
-        assert len(model.decode(out.detach().numpy())) == 3
+    if spec.task == "detect":  # raw network outputs; the model decodes them into boxes
+        assert out.shape[0] == 3
+        dets = model.decode(out.detach().numpy())
+        assert len(dets) == 3 and all(d.boxes.shape == (len(d.scores), 4) for d in dets)
+        targets = torch.full((3, 2, 6), -1.0)  # one box per image, padded to two rows
+        targets[:, 0] = torch.tensor([1.0, 8, 8, 40, 48, 0])
+        loss = model.train().detection_loss(torch.zeros((3, *spec.input_shape)), targets)
+        assert loss.dim() == 0 and torch.isfinite(loss)
     else:
         assert spec.task == "classify" and out.shape == (3, 7)
 

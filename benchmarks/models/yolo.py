@@ -56,6 +56,9 @@ class TinyYolo(nn.Module):
         n, _, s1, s2 = out.shape
         return out.view(n, len(self.anchors), 5 + self.num_classes, s1, s2).permute(0, 3, 4, 1, 2)
 
+    def detection_loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.loss(self(x), targets)
+
     def loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """YOLOv2 loss over padded targets (N, M, 6): rows (label, x1, y1, x2, y2, difficult)."""
         p = self._split(out)  # (N, S, S, A, 5+C)
