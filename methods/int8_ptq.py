@@ -82,7 +82,13 @@ class QAT:
         if not all(id(p) in shared for p in model.parameters()):
             raise RuntimeError("torch.ao QAT did not share the model's parameters; cannot "
                                "hand the QAT weights to the other runtimes' toolchains")
-        ctx.finetune(prepared, epochs=cfg.epochs)
+        if hasattr(model, "detection_loss"):  # the FX graph has the forward, not the loss
+            def loss(m: Any, x: Any, y: Any) -> Any:
+                return model.detection_loss(x, y, forward=m)
+
+            ctx.finetune(prepared, epochs=cfg.epochs, loss=loss)
+        else:
+            ctx.finetune(prepared, epochs=cfg.epochs)
         for mod in model.modules():  # prepare_qat_fx tags the shared modules; untag them
             if hasattr(mod, "qconfig"):
                 del mod.qconfig

@@ -104,7 +104,8 @@ def accuracy_vs_speedup(df: pd.DataFrame, path: Path) -> Path | None:
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_title(model)
         ax.set_xlabel("speedup at batch 1 (timed in the same run)")
-        ax.set_ylabel("top-1 loss vs baseline (points, on the runtime)")
+        metric = "mAP@0.5" if "map50" in set(part.get("metric", [])) else "top-1"
+        ax.set_ylabel(f"{metric} loss vs baseline (points, on the runtime)")
     fig.suptitle("Accuracy loss vs speedup")
     return _finish(fig, path, panels[0][1])
 

@@ -135,3 +135,32 @@ def test_shipped_voc_detection_suite_runs_on_a_voc_folder(tmp_path: Path, data_d
     status = con.execute("SELECT status, COUNT(*) FROM cells GROUP BY status").fetchall()
     con.close()
     assert dict(status) == {"ok": 4}  # baseline + three L1 ratios
+
+
+def test_qat_trains_a_detector_through_its_fake_quant_graph(yolo, tmp_path, data_dir) -> None:  # type: ignore[no-untyped-def]
+    """QAT fine-tunes torch.ao's FX graph, which lacks the detector's loss: the loss is the
+    model's own, with the graph standing in for its forward."""
+    from harness.scoring import DetectScorer
+    from harness.train import Recipe, fit
+
+    ds = DATASETS.get("voc2007")(data_dir=data_dir, size=64)
+    seen = []
+
+    def finetune(m, epochs=None, loss=None, **kw):  # type: ignore[no-untyped-def]
+        seen.append(type(m).__name__)
+        return fit(m, ds.train(), Recipe(epochs=epochs or 1, lr=1e-4, batch_size=4),
+                   loss_fn=loss or DetectScorer.loss, **kw)
+
+    ctx = Context(ds.train(), ds.test(), 20, (3, 64, 64), workdir=tmp_path,
+                  calibration=ds.calibration, finetune=finetune)
+    model = copy.deepcopy(yolo)
+    method = METHODS.get("qat")
+    comp = method().apply(model, method.Config(calibration=8), ctx)
+    assert seen == ["GraphModule"]
+    assert {"torch-cpu", "onnxruntime-cpu"} <= set(comp.artifacts)
+    x = ds.test().tensors[0][:2]
+    with torch.no_grad():
+        q, f = comp.scored(x), comp.model(x)
+    assert q.shape == f.shape and torch.isfinite(q).all()
+    corr = np.corrcoef(q.flatten().numpy(), f.flatten().numpy())[0, 1]
+    assert corr > 0.9  # the INT8 graph of the QAT weights

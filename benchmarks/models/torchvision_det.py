@@ -28,6 +28,7 @@ for 320 px).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 import numpy as np
 import torch
 from torch import nn
@@ -129,11 +130,13 @@ class SSDLite(nn.Module):
         extras = [f"net.backbone.extra.{i}.0.0" for i in range(len(self.net.backbone.extra))]
         return _inverted_residual_expansions(self.net.backbone, "net.backbone") + extras
 
-    def detection_loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """torchvision's SSD loss (smooth-L1 + hard-negative-mined cross-entropy)."""
+    def detection_loss(self, x: torch.Tensor, targets: torch.Tensor,
+                       forward: Any = None) -> torch.Tensor:
+        """torchvision's SSD loss (smooth-L1 + hard-negative-mined cross-entropy); `forward`
+        stands in for `self` (e.g. a QAT fake-quant graph)."""
         from torchvision.ops import box_iou
 
-        out = self(x)
+        out = (self if forward is None else forward)(x)
         head = {"bbox_regression": out[..., :4], "cls_logits": out[..., 4:]}
         tgts = _targets(targets)
         matched = []
@@ -295,11 +298,16 @@ class FasterRCNN(nn.Module):
         return (_inverted_residual_expansions(self.net.backbone.body, "net.backbone.body")
                 + ["net.roi_heads.box_head.fc6", "net.roi_heads.box_head.fc7"])
 
-    def detection_loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def detection_loss(self, x: torch.Tensor, targets: torch.Tensor,
+                       forward: Any = None) -> torch.Tensor:
         """torchvision's training losses: RPN objectness + box, then the second stage's
-        classification + box on sampled proposals (ground-truth boxes included)."""
+        classification + box on sampled proposals (ground-truth boxes included). Training
+        takes torchvision's path, not `forward`, so no stand-in forward can be used."""
         from torchvision.models.detection.image_list import ImageList
 
+        if forward is not None:
+            raise ValueError("Faster R-CNN trains through torchvision's own path; it cannot "
+                             "train a stand-in forward (such as a QAT graph)")
         images = ImageList(x, [self.image_size] * len(x))
         tgts = _targets(targets)
         feats = self.net.backbone(x)

@@ -9,6 +9,8 @@ of the responsible anchor, BCE objectness (no-object weighted 0.5), cross-entrop
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -56,8 +58,10 @@ class TinyYolo(nn.Module):
         n, _, s1, s2 = out.shape
         return out.view(n, len(self.anchors), 5 + self.num_classes, s1, s2).permute(0, 3, 4, 1, 2)
 
-    def detection_loss(self, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.loss(self(x), targets)
+    def detection_loss(self, x: torch.Tensor, targets: torch.Tensor,
+                       forward: Any = None) -> torch.Tensor:
+        """The training loss; `forward` stands in for `self` (e.g. a QAT fake-quant graph)."""
+        return self.loss((self if forward is None else forward)(x), targets)
 
     def loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """YOLOv2 loss over padded targets (N, M, 6): rows (label, x1, y1, x2, y2, difficult)."""
