@@ -164,3 +164,21 @@ def test_qat_trains_a_detector_through_its_fake_quant_graph(yolo, tmp_path, data
     assert q.shape == f.shape and torch.isfinite(q).all()
     corr = np.corrcoef(q.flatten().numpy(), f.flatten().numpy())[0, 1]
     assert corr > 0.9  # the INT8 graph of the QAT weights
+
+
+def test_shipped_voc_suite_runs_torchvision_detectors_on_a_voc_folder(
+        tmp_path: Path, data_dir: Path) -> None:
+    """SSDlite and Faster R-CNN at VOC's 320 px, 3 channels, 20 classes: baseline and L1 cells."""
+    res = run_cli("run", "--suite", "voc-detection", "--profile", "smoke", "--data-dir",
+                  str(data_dir), "--method", "l1-filter", "--model", "ssdlite-mobilenet-v3",
+                  "--model", "fasterrcnn-mobilenet-v3-fpn", "--target", "onnxruntime-cpu",
+                  "--store", str(tmp_path / "r.db"), "--report-dir", str(tmp_path / "rep"),
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    con = sqlite3.connect(tmp_path / "r.db")
+    rows = con.execute("SELECT model, method, status, error, params_total FROM cells").fetchall()
+    con.close()
+    assert len(rows) == 4 and all(r[2] == "ok" for r in rows), rows
+    for model in ("ssdlite-mobilenet-v3", "fasterrcnn-mobilenet-v3-fpn"):
+        sizes = {r[1]: r[4] for r in rows if r[0] == model}
+        assert sizes["l1-filter"] < sizes["baseline"]
