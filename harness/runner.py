@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -96,7 +97,15 @@ def _file_digest(path: str) -> str:
     p = Path(path).expanduser()
     if not p.is_file():
         raise UsageError(f"model_options checkpoint '{path}' is not a file")
-    return hashlib.sha256(p.read_bytes()).hexdigest()
+    st = p.stat()
+    return _hash_file(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _hash_file(path: str, size: int, mtime_ns: int) -> str:
+    """sha256 of a file, hashed once per (path, size, mtime): every cell key asks for it."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 class Runner:

@@ -145,13 +145,13 @@ class RuntimeModule(torch.nn.Module):
         return torch.from_numpy(self._session.run(None, {"input": x.numpy()})[0])
 
 
-def scored_int8(arts: dict[str, TargetArtifact], skipped: dict[str, str],
-                info: dict[str, Any]) -> Any:
-    """The INT8 model torch-side accuracy is measured on: torch.ao's, else ORT's QDQ model
-    (said so in the row's info), else None (the caller then reports the fp32 model's)."""
+def scored_int8(arts: dict[str, TargetArtifact], info: dict[str, Any]) -> Any:
+    """The INT8 model torch-side accuracy is measured on: torch.ao's, else ORT's QDQ model,
+    else none (the fp32 model's is reported); the row's info says which when not torch.ao's."""
     if "torch-cpu" in arts:
         return arts["torch-cpu"].module
     if "onnxruntime-cpu" in arts:
         info["torch_accuracy_from"] = "onnxruntime-cpu int8 (no torch int8 model)"
         return RuntimeModule(arts["onnxruntime-cpu"].path)
+    info["torch_accuracy_from"] = "the fp32 model (no int8 model torch or ORT can run)"
     return None

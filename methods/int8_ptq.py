@@ -38,7 +38,7 @@ class Int8PTQ:
         calib = calibration_array(ctx, cfg.calibration)
         arts, skipped = quantize_for_all(model.eval(), ctx, calib, cfg.per_channel, cfg.preset)
         info: dict[str, Any] = {"calibration": len(calib), "skipped_toolchains": skipped}
-        return Compressed(model=model, scored=scored_int8(arts, skipped, info), artifacts=arts,
+        return Compressed(model=model, scored=scored_int8(arts, info), artifacts=arts,
                           finetune=False, info=info)
 
 

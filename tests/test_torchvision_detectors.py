@@ -267,3 +267,32 @@ def test_torchvision_detectors_sweep_end_to_end(tmp_path: Path, data_dir: Path) 
                     for m in ("baseline", "l1-filter"))
         assert l1["params_total"] < base["params_total"] and l1["flops"] < base["flops"]
         assert l1["top1_pruned"] is not None and l1["top1_retrained"] is not None
+
+
+def test_checkpoint_content_is_part_of_the_baseline_key(ssd, tmp_path: Path, data_dir) -> None:  # type: ignore[no-untyped-def]
+    import dataclasses
+    import os
+
+    from harness import suite as suites
+    from harness.runner import Runner, RunOptions
+
+    ckpt = tmp_path / "w.pt"
+    torch.save(ssd.net.state_dict(), ckpt)
+    path = tmp_path / "s.toml"
+    path.write_text(SUITE.replace("[model_options.fasterrcnn-mobilenet-v3-fpn]",
+                                  f"[model_options.ssdlite-mobilenet-v3]\ncheckpoint = '{ckpt}'\n"
+                                  "[model_options.fasterrcnn-mobilenet-v3-fpn]"))
+    suite = suites.load(str(path))
+
+    def key(s) -> str:  # type: ignore[no-untyped-def]
+        runner = Runner(RunOptions(suite=s, profile="smoke", targets=["null"], store=tmp_path /
+                                   "r.db", cache_dir=tmp_path / "c", data_dir=data_dir))
+        return runner.baseline_key(SSD)
+
+    first = key(suite)
+    assert key(dataclasses.replace(suite, model_options={})) != first
+    state = ssd.net.state_dict()
+    state["head.regression_head.module_list.0.1.bias"] += 1.0
+    torch.save(state, ckpt)
+    os.utime(ckpt, ns=(1, 1))  # a new mtime, in case the file system's clock is coarse
+    assert key(suite) != first  # same path, other weights: another baseline
