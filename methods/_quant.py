@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.api import Context, TargetArtifact
+from harness.api import Artifact, Context, TargetArtifact
 from harness.export import to_onnx
 from harness.train import tensors
 
@@ -128,8 +128,9 @@ def quantize_for_all(model: torch.nn.Module, ctx: Context, calib: np.ndarray,
 
 
 class RuntimeModule(torch.nn.Module):
-    """An INT8 artifact run by its runtime behind a torch forward, so the harness's torch-side
-    accuracy ("pruned"/"retrained") is the INT8 model's where torch has no INT8 version."""
+    """An INT8 artifact run by the onnxruntime-cpu target behind a torch forward, so the
+    harness's torch-side accuracy ("pruned"/"retrained") is the INT8 model's where torch has no
+    INT8 version."""
 
     def __init__(self, onnx_path: Path) -> None:
         super().__init__()
@@ -138,11 +139,12 @@ class RuntimeModule(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._session is None:
-            import onnxruntime as ort
+            from harness.registry import TARGETS
 
-            self._session = ort.InferenceSession(str(self.onnx_path),
-                                                 providers=["CPUExecutionProvider"])
-        return torch.from_numpy(self._session.run(None, {"input": x.numpy()})[0])
+            art = Artifact(self.onnx_path, None, tuple(x.shape[1:]), (), "int8")
+            self._session = TARGETS.get("onnxruntime-cpu")().prepare(
+                art, len(x), torch.get_num_threads(), "int8")
+        return torch.from_numpy(self._session.run(x.numpy())[0])
 
 
 def scored_int8(arts: dict[str, TargetArtifact], info: dict[str, Any]) -> Any:

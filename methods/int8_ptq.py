@@ -94,5 +94,6 @@ class QAT:
                 del mod.qconfig
         arts, skipped = quantize_for_all(model.eval(), ctx, calib, cfg.per_channel, cfg.preset,
                                          qat_prepared=prepared)
-        return Compressed(model=model, scored=arts["torch-cpu"].module, artifacts=arts,
-                          finetune=False, info={"skipped_toolchains": skipped})
+        info: dict[str, Any] = {"skipped_toolchains": skipped}
+        return Compressed(model=model, scored=scored_int8(arts, info), artifacts=arts,
+                          finetune=False, info=info)

@@ -68,6 +68,19 @@ def _load_checkpoint(net: nn.Module, checkpoint: str | Path | None) -> None:
     net.load_state_dict(fit, strict=False)
 
 
+@torch.no_grad()
+def _features(backbone: nn.Module, in_channels: int,
+              image_size: tuple[int, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A zero image and the backbone's feature maps for it, in eval mode (BN statistics
+    untouched): anchors and pooling scales depend only on these maps' sizes."""
+    was = backbone.training
+    backbone.eval()
+    x = torch.zeros(1, in_channels, *image_size)
+    out = backbone(x)
+    backbone.train(was)
+    return x, out
+
+
 def _targets(targets: torch.Tensor) -> list[dict[str, torch.Tensor]]:
     """Padded (N, M, 6) rows (label, x1, y1, x2, y2, difficult) -> torchvision's target dicts
     (labels shifted by one: torchvision's class 0 is the background)."""
@@ -110,16 +123,11 @@ class SSDLite(nn.Module):
         _load_checkpoint(self.net, checkpoint)
         self.register_buffer("anchors", self._make_anchors(in_channels), persistent=False)
 
-    @torch.no_grad()
     def _make_anchors(self, in_channels: int) -> torch.Tensor:
         from torchvision.models.detection.image_list import ImageList
 
-        was = self.net.backbone.training
-        self.net.backbone.eval()
-        x = torch.zeros(1, in_channels, *self.image_size)
-        feats = list(self.net.backbone(x).values())
-        self.net.backbone.train(was)
-        return self.net.anchor_generator(ImageList(x, [self.image_size]), feats)[0]
+        x, out = _features(self.net.backbone, in_channels, self.image_size)
+        return self.net.anchor_generator(ImageList(x, [self.image_size]), list(out.values()))[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.net.head(list(self.net.backbone(x).values()))
@@ -194,25 +202,24 @@ class FasterRCNN(nn.Module):
         self.post_nms = min(net.rpn._post_nms_top_n["testing"],
                             sum(min(net.rpn._pre_nms_top_n["testing"], n) for n in per_level))
 
-    @torch.no_grad()
     def _make_anchors(self, in_channels: int) -> tuple[torch.Tensor, list[int]]:
-        """RPN anchors, anchors per level and RoI pooling scales: all fixed by the image size."""
+        """RPN anchors, anchors per level and the RoI pooling scale: all fixed by the image
+        size."""
         from torchvision.models.detection.image_list import ImageList
         from torchvision.ops.poolers import _setup_scales
 
-        was = self.net.backbone.training
-        self.net.backbone.eval()
-        x = torch.zeros(1, in_channels, *self.image_size)
-        out = self.net.backbone(x)
+        x, out = _features(self.net.backbone, in_channels, self.image_size)
         feats = list(out.values())
         anchors = self.net.rpn.anchor_generator(ImageList(x, [self.image_size]), feats)[0]
         a = self.net.rpn.head.cls_logits.out_channels
         pool = self.net.roi_heads.box_roi_pool
         maps = [out[k] for k in pool.featmap_names if k in out]
-        self.scales, mapper = _setup_scales(maps, [self.image_size], pool.canonical_scale,
-                                            pool.canonical_level)
-        self.mapper = mapper if len(set(self.scales)) > 1 else None
-        self.net.backbone.train(was)
+        scales, _ = _setup_scales(maps, [self.image_size], pool.canonical_scale,
+                                  pool.canonical_level)
+        if len(set(scales)) != 1:  # MobileNetV3's FPN: both pooled maps at stride 32
+            raise ValueError(f"RoI pooling over maps at several scales {scales} is not "
+                             "supported; this model pools from one")
+        self.scale = scales[0]
         return anchors, [a * f.shape[-2] * f.shape[-1] for f in feats]
 
     def _proposals(self, feats: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,8 +227,7 @@ class FasterRCNN(nn.Module):
         boxes, NMS per level, keep the best) with fixed shapes: (N, K, 4) boxes and (N, K)
         objectness, -1 where torchvision would have dropped the proposal."""
         from torchvision.models.detection.rpn import concat_box_prediction_layers
-        import torchvision.ops  # noqa: F401  (registers torch.ops.torchvision.nms)
-        from torchvision.ops import boxes as box_ops
+        from torchvision.ops import boxes as box_ops  # (also registers torch.ops.torchvision)
 
         rpn = self.net.rpn
         obj, deltas = rpn.head(feats)
@@ -258,30 +264,17 @@ class FasterRCNN(nn.Module):
         return torch.gather(boxes, 1, order[..., None].expand(-1, -1, 4)), best
 
     def _pool(self, feats: dict[str, torch.Tensor], boxes: torch.Tensor) -> torch.Tensor:
-        """MultiScaleRoIAlign on (N, K, 4) boxes, levels chosen per box as torchvision does
-        (scales fixed at build: they follow from the image size)."""
-        import torchvision.ops  # noqa: F401  (registers torch.ops.torchvision)
-
+        """torchvision's MultiScaleRoIAlign on (N, K, 4) boxes. Its maps share one resolution
+        (checked at build), so every box pools from the first, at the scale fixed at build;
+        the op is called directly (roi_align's Python shape checks do not FX-trace)."""
         pool = self.net.roi_heads.box_roi_pool
-        oh, ow = pool.output_size
-
-        def roi_align(feat: torch.Tensor, scale: float) -> torch.Tensor:
-            # the op itself: torchvision.ops.roi_align's Python shape checks do not FX-trace
-            return torch.ops.torchvision.roi_align(feat, rois, scale, oh, ow,
-                                                   pool.sampling_ratio, False)
-
-        maps = [feats[k] for k in pool.featmap_names if k in feats]
+        first = next(feats[k] for k in pool.featmap_names if k in feats)
         n, k = boxes.shape[0], self.post_nms
         batch = torch.arange(n, device=boxes.device).repeat_interleave(k)[:, None].to(boxes)
         rois = torch.cat([batch, boxes.reshape(-1, 4)], 1)
-        if self.mapper is None:  # one resolution (this model: both maps at stride 32)
-            return roi_align(maps[0], self.scales[0])
-        levels = self.mapper([boxes.reshape(-1, 4)])
-        out = torch.zeros(())
-        for i, (m, s) in enumerate(zip(maps, self.scales)):
-            pooled = roi_align(m, s)
-            out = torch.where((levels == i)[:, None, None, None], pooled, out)
-        return out
+        oh, ow = pool.output_size
+        return torch.ops.torchvision.roi_align(first, rois, self.scale, oh, ow,
+                                               pool.sampling_ratio, False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         feats = self.net.backbone(x)
