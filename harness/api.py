@@ -85,6 +85,9 @@ class Compressed:
     constraint: Callable[[Any], None] | None = None  # re-applied after every fine-tune step
     finetune: bool = True
     scored: Any = None  # the module whose torch-side top-1 is reported, when not `model`
+    # the one-shot accuracy (compressed straight to the final state, no retraining) when the
+    # method retrains inside apply: the runner reports it as top1_pruned instead of `model`'s
+    top1_pruned: float | None = None
 
 
 class Method(Protocol):

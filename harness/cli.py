@@ -169,7 +169,10 @@ def _events(p, total: int):  # type: ignore[no-untyped-def]
     def train(frac: float) -> None:
         p.update(training, completed=frac, visible=frac < 1.0)
 
-    return Events(cell=cell, stage=stage, train=train)
+    def log(text: str) -> None:  # cache heals, re-measured noisy windows: worth a line
+        p.console.print(f"    {text}", markup=False, highlight=False, style="dim")
+
+    return Events(cell=cell, stage=stage, train=train, log=log)
 
 
 @app.command()
@@ -220,8 +223,8 @@ def compare(
     for w in warnings:
         err.print(f"warning: {w}", markup=False, highlight=False)
     table = Table(title=f"{run_b} / {run_a}")
-    cols = ("model", "method", "target", "batch_size", "latency_ratio", "throughput_ratio",
-            "top1_diff_points")
+    cols = ("model", "method", "target", "batch_size", "latency_ratio", "change",
+            "time_ratio_ci", "speedup_a", "speedup_b", "speedup_change", "top1_diff_points")
     for c in cols:
         table.add_column(c)
     for r in rows:
@@ -240,17 +243,27 @@ def export(
     out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
     all_runs: Annotated[bool, typer.Option("--all", help="Every stored row, not only the newest "
                                                          "per cell.")] = False,
+    samples: Annotated[bool, typer.Option("--samples", help="The raw per-call timing samples "
+                                                            "(one row per call) instead of the "
+                                                            "summaries.")] = False,
 ) -> None:
-    """Tidy rows, one per (cell, target, batch size), as CSV or JSON."""
-    from harness.reports.tidy import to_csv, to_json, tidy_rows
+    """Tidy rows, one per (cell, target, batch size), as CSV or JSON; or the raw samples."""
+    from harness.reports.tidy import SAMPLE_COLUMNS, samples_rows, to_csv, to_json, tidy_rows
     from harness.store import Store
 
     if not store.exists():
         fail(f"no store at {store} (run `harness run` first, or pass --store)")
     st = Store(store)
-    rows = tidy_rows(st.rows(suite=suite, latest=not all_runs))
+    if samples:
+        keep = {(r["cell_key"], r["run_id"]) for r in st.rows(suite=suite, latest=not all_runs)}
+        raw = [s for s in st.samples(suite=suite) if (s["cell_key"], s["run_id"]) in keep]
+        rows = samples_rows(raw)
+        columns = SAMPLE_COLUMNS
+    else:
+        rows = tidy_rows(st.rows(suite=suite, latest=not all_runs))
+        from harness.reports.tidy import COLUMNS as columns
     st.close()
-    text = to_csv(rows) if format is ExportFormat.csv else to_json(rows)
+    text = to_csv(rows, columns) if format is ExportFormat.csv else to_json(rows)
     if out:
         out.write_text(text)
     else:

@@ -3,9 +3,16 @@
 VOC follows the devkit's rules: per class, detections sorted by score, greedily matched to the
 highest-IoU unmatched ground truth; a match to a `difficult` box counts neither way, and
 difficult boxes are not in the recall denominator. COCO mAP is pycocotools' COCOeval on the
-same boxes (built in memory; no files).
+same boxes (built in memory; no files), difficult boxes ignored the same way.
 
-Boxes are (x1, y1, x2, y2) in pixels; classes are 0-based.
+Boxes are (x1, y1, x2, y2); classes are 0-based. Two box conventions exist, and IoU differs
+between them on small boxes (enough to cross 0.5):
+- continuous (the default; COCO, torchvision, and both datasets here): x2 - x1 is the width.
+- pixel-inclusive (`pixel_inclusive=True`; the VOC devkit's VOCevaldet): x1..x2 are indices of
+  the first and last pixel, so the width is x2 - x1 + 1, and so is the intersection's.
+The two agree exactly when a devkit box (x1, y1, x2, y2) is held as the continuous box
+(x1 - 1, y1 - 1, x2, y2), at any per-axis scale: that is how `voc2007` reads its XML, so its
+boxes are scored continuous and still get the devkit's +1 IoU.
 """
 
 from __future__ import annotations
@@ -39,15 +46,17 @@ class GroundTruth:
             self.difficult = np.zeros(len(self.labels), bool)
 
 
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one box with many (VOC devkit convention: continuous coordinates, no +1)."""
+def iou(box: np.ndarray, boxes: np.ndarray, pixel_inclusive: bool = False) -> np.ndarray:
+    """IoU of one box with many. Continuous coordinates by default; `pixel_inclusive`: the VOC
+    devkit's rule for pixel-index boxes, widths and heights x2 - x1 + 1 (see the module doc)."""
+    one = 1.0 if pixel_inclusive else 0.0
     x1 = np.maximum(box[0], boxes[:, 0])
     y1 = np.maximum(box[1], boxes[:, 1])
     x2 = np.minimum(box[2], boxes[:, 2])
     y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    inter = np.clip(x2 - x1 + one, 0, None) * np.clip(y2 - y1 + one, 0, None)
+    area = (box[2] - box[0] + one) * (box[3] - box[1] + one)
+    areas = (boxes[:, 2] - boxes[:, 0] + one) * (boxes[:, 3] - boxes[:, 1] + one)
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
@@ -66,8 +75,10 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, eleven_point: bool) -> flo
 
 
 def voc_map(dets: list[Detections], gts: list[GroundTruth], num_classes: int,
-            iou_threshold: float = 0.5) -> dict[str, float | list[float]]:
-    """{"map50_11pt", "map50_area", "ap_per_class"} over classes that have ground truth."""
+            iou_threshold: float = 0.5, pixel_inclusive: bool = False
+            ) -> dict[str, float | list[float]]:
+    """{"map50_11pt", "map50_area", "ap_per_class"} over classes that have ground truth.
+    `pixel_inclusive`: boxes are the devkit's pixel indices (IoU with +1 widths)."""
     aps_11, aps_area = [], []
     per_class: list[float] = []
     for c in range(num_classes):
@@ -91,7 +102,7 @@ def voc_map(dets: list[Detections], gts: list[GroundTruth], num_classes: int,
             if len(cand) == 0:
                 fp[k] = 1
                 continue
-            ious = iou(box, cand)
+            ious = iou(box, cand, pixel_inclusive)
             j = int(ious.argmax())
             if ious[j] >= iou_threshold:
                 if diff[j]:
@@ -115,9 +126,31 @@ def voc_map(dets: list[Detections], gts: list[GroundTruth], num_classes: int,
 
 def coco_map(dets: list[Detections], gts: list[GroundTruth], num_classes: int
              ) -> dict[str, float]:
-    """pycocotools COCOeval bbox: {"map", "map50", "map75"} (difficult boxes as crowd)."""
+    """pycocotools COCOeval bbox: {"map", "map50", "map75"}, continuous coordinates.
+
+    A detection matching a `difficult` box (standard IoU) is ignored, neither true nor false
+    positive, and difficult boxes are not in the recall denominator, as in `voc_map`. They enter
+    as pycocotools' ignore regions, which COCOeval derives from `iscrowd` in `_prepare` (any
+    `ignore` field given is overwritten there); crowd matching also lets an ignored box absorb
+    any number of detections, which is the devkit's rule too. What crowd would change, the IoU
+    (intersection over the detection's area only, so a small detection inside a big difficult
+    box would be ignored rather than a false positive), `_VOCDifficult` puts back to the
+    standard one.
+    """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
+
+    class _VOCDifficult(COCOeval):  # type: ignore[misc]
+        def computeIoU(self, imgId: int, catId: int) -> np.ndarray | list:  # noqa: N802,N803
+            gts = self._gts[imgId, catId]
+            crowd = [g["iscrowd"] for g in gts]
+            for g in gts:
+                g["iscrowd"] = 0  # standard IoU for every box, difficult or not
+            try:
+                return super().computeIoU(imgId, catId)
+            finally:
+                for g, c in zip(gts, crowd, strict=True):
+                    g["iscrowd"] = c
 
     images, annotations, results = [], [], []
     ann_id = 1
@@ -127,7 +160,7 @@ def coco_map(dets: list[Detections], gts: list[GroundTruth], num_classes: int
             w, h = float(box[2] - box[0]), float(box[3] - box[1])
             annotations.append({"id": ann_id, "image_id": i + 1, "category_id": int(label) + 1,
                                 "bbox": [float(box[0]), float(box[1]), w, h], "area": w * h,
-                                "iscrowd": int(diff)})
+                                "iscrowd": int(diff)})  # ignored: see the docstring
             ann_id += 1
         for box, score, label in zip(d.boxes, d.scores, d.labels, strict=True):
             results.append({"image_id": i + 1, "category_id": int(label) + 1,
@@ -141,7 +174,7 @@ def coco_map(dets: list[Detections], gts: list[GroundTruth], num_classes: int
     with contextlib.redirect_stdout(io.StringIO()):
         gt.createIndex()
         dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, "bbox")
+        ev = _VOCDifficult(gt, dt, "bbox")
         ev.evaluate()
         ev.accumulate()
         ev.summarize()

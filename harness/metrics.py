@@ -1,8 +1,12 @@
-"""Model-side metrics: parameters, FLOPs (dense and effective), per-layer table, file size.
+"""Model-side metrics: parameters, MACs and FLOPs (dense and effective), per-layer table,
+file size.
 
-FLOPs come from torch.utils.flop_counter (2 x multiply-adds, batch 1). "Effective" FLOPs count
-only multiplications by non-zero weights: what a sparse kernel could skip, not what any runtime
-here does skip.
+FLOPs come from torch.utils.flop_counter (2 x multiply-adds, batch 1). MACs are the
+multiply-accumulates of one sample, = FLOPs / 2: the unit the pruning papers print under the
+name "FLOPs" (Li et al. 2016, Table 1: ResNet-56 on CIFAR-10 1.25e8) and what Torch-Pruning's
+`count_ops_and_params` returns, so `macs` is the column to set beside those papers' numbers.
+"Effective" FLOPs count only multiplications by non-zero weights: what a sparse kernel could
+skip, not what any runtime here does skip.
 """
 
 from __future__ import annotations
@@ -28,7 +32,8 @@ def count_params(model: nn.Module) -> tuple[int, int]:
 
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    """One row per conv/linear layer: shape, weights, non-zero weights, FLOPs, effective FLOPs."""
+    """One row per conv/linear layer: shape, weights, non-zero weights, FLOPs, MACs (= FLOPs /
+    2), effective FLOPs."""
     model = model.eval()
     x = torch.zeros((1, *input_shape))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -51,6 +56,7 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str
                 "nonzero": nnz,
                 "density": round(nnz / max(1, w.numel()), 4),
                 "flops": flops,
+                "macs": flops // 2,
                 "flops_effective": int(round(flops * nnz / max(1, w.numel()))),
             }
         )
@@ -81,12 +87,14 @@ def file_sizes(path: Path | None) -> tuple[int | None, int | None]:
 
 
 def model_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Params, dense FLOPs and MACs (one sample; macs = flops / 2), effective FLOPs, layers."""
     total, nonzero = count_params(model)
     dense, effective = flops(model, input_shape)
     return {
         "params_total": total,
         "params_nonzero": nonzero,
         "flops": dense,
+        "macs": dense // 2,
         "flops_effective": effective,
         "layers": layer_table(model, input_shape),
     }

@@ -2,7 +2,9 @@
 
 A cell is (suite, model, method + config, target). Its key hashes everything that changes its
 result; a finished key is skipped on re-run unless `force`. Trained baselines and compressed
-models are cached on disk under the same kind of key, so a resumed sweep does not retrain.
+models are cached on disk under the same kind of key, so a resumed sweep does not retrain;
+cache entries are verified data, never pickles (harness/cache.py, harness/modeldata.py), and a
+bad one is rebuilt, never reported as a failed cell.
 A cell that raises is stored as failed with its error, and the sweep goes on.
 """
 
@@ -13,7 +15,6 @@ import dataclasses
 import functools
 import hashlib
 import json
-import shutil
 import time
 import traceback
 import uuid
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import __version__, sysinfo
+from harness import __version__, cache, modeldata, quality, stats, sysinfo
 from harness.api import Artifact, Compressed, Context, TargetArtifact, build_model
 from harness.errors import UsageError
 from harness.export import to_onnx
@@ -33,11 +34,14 @@ from harness.metrics import byte_sizes, file_sizes, model_metrics
 from harness.registry import DATASETS, METHODS, MODELS, TARGETS
 from harness.store import Store
 from harness.suite import MethodRun, Profile, Suite
-from harness.timing import measure_pair, sig3
+from harness.timing import first_call_ns, sig3
 from harness.scoring import ClassifyScorer, DetectScorer
+from harness.slug import slug
 from harness.train import Recipe, eval_arrays, fit, predict_logits
 
 TRAIN_CODE_VERSION = "1"  # bump when harness/train.py changes what a recipe produces
+# bump when what a measurement stores changes (2: paired CI, quality, floors, raw samples)
+MEASURE_VERSION = "2"
 
 
 def digest(obj: Any) -> str:
@@ -136,6 +140,7 @@ class Runner:
         self.versions = sysinfo.versions()
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self._refs: dict[tuple[str, str, int], Any] = {}
+        self.estimator = stats.ESTIMATOR
         self._data: tuple[Any, Any] | None = None
 
     def load_data(self) -> tuple[Any, Any]:
@@ -181,7 +186,8 @@ class Runner:
                        "target": target, "versions": t.versions(),
                        "timing": self.profile.timing, "threads": self.threads,
                        "eval_samples": self.profile.eval_samples, "cpu": self.machine["cpu"],
-                       "harness": __version__})
+                       "harness": __version__, "measure": MEASURE_VERSION,
+                       "estimator": self.estimator})
 
     # ---- the sweep --------------------------------------------------------------------------
 
@@ -191,7 +197,15 @@ class Runner:
         store = Store(self.o.store)
         settings = {"profile": dataclasses.asdict(self.profile), "threads": self.threads,
                     "targets": self.targets, "skipped_targets": self.skipped,
-                    "device": self.o.device}
+                    "device": self.o.device, "estimator": self.estimator,
+                    "confidence": stats.CONFIDENCE, "bootstrap_resamples": stats.BOOTSTRAP,
+                    "quality": {"max_other_cpu": quality.MAX_OTHER_CPU,
+                                "max_steal": quality.MAX_STEAL,
+                                "max_ci_half_width": quality.MAX_CI_HALF_WIDTH,
+                                "retries": quality.RETRIES},
+                    "scoring_floors": {"calls": quality.MIN_SCORED_CALLS,
+                                       "seconds": quality.MIN_SCORED_SECONDS,
+                                       "rounds": quality.MIN_SCORED_ROUNDS}}
         store.start_run(self.run_id, suite=suite.name, profile=self.o.profile,
                         harness_version=__version__, git_commit=sysinfo.git_commit(),
                         command=self.o.command, machine=self.machine, versions=self.versions,
@@ -232,7 +246,8 @@ class Runner:
             for t in todo:
                 started = time.perf_counter()
                 try:
-                    row, meas = self._measure(spec, t, prepared, baseline, test_ds)
+                    row, meas, samples = self._measure(spec, t, prepared, baseline, test_ds,
+                                                       aa=run.method == "baseline")
                     cell = self._cell_row(model_name, run, t, keys[t], status="ok", error=None,
                                           started=started, prepared=prepared, baseline=baseline,
                                           accs=accs, **row)
@@ -240,8 +255,8 @@ class Runner:
                     cell = self._cell_row(model_name, run, t, keys[t], status="failed",
                                           error=_error(exc), started=started, prepared=prepared,
                                           baseline=baseline, accs=accs)
-                    meas = []
-                store.put_cell(cell, meas)
+                    meas, samples = [], []
+                store.put_cell(cell, meas, samples)
                 status = "ok" if cell["status"] == "ok" else "FAILED: " + cell["error"].splitlines()[0]
                 self.ev.cell(f"{model_name} {run.label} {t} {status}")
 
@@ -260,6 +275,9 @@ class Runner:
             row.update({k: m[k] for k in ("params_total", "params_nonzero", "flops",
                                           "flops_effective", "size_bytes",
                                           "size_compressed_bytes", "layers")})
+            # MACs as Li et al. and Torch-Pruning count them (flop_counter counts 2 per MAC);
+            # cached metrics from before the column are derived the same way
+            row["macs"] = m.get("macs", m["flops"] // 2 if m.get("flops") else None)
             row["precision"] = "fp32"
             row["info"] = m.get("info", {})
             row.update(accs or {})
@@ -292,26 +310,45 @@ class Runner:
                                      device=self.o.device)
         return self.scorer.score(out.numpy(), labels.numpy())[0]
 
+    def _fresh(self, name: str, options: bool = True) -> torch.nn.Module:
+        """A freshly built registry model sized for the dataset (with the suite's options for
+        it unless `options` is False, as distillation builds its students)."""
+        return build_model(MODELS.get(name), self.dataset.num_classes,
+                           tuple(self.dataset.input_shape),
+                           self.o.suite.model_options.get(name) if options else None)
+
     def _baseline(self, spec: Any, train_ds: Any, test_ds: Any) -> tuple[Prepared, float]:
-        folder = self.o.cache_dir / "baselines" / f"{spec.name}-{self.baseline_key(spec.name)}"
-        ckpt = folder / "model.pt"
-        model = build_model(spec, self.dataset.num_classes, tuple(self.dataset.input_shape),
-                            self.o.suite.model_options.get(spec.name))
-        if ckpt.exists():
-            model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-            self.ev.log(f"{spec.name}: cached baseline {ckpt}")
-        else:
+        """The trained baseline: its weights come from a verified cache entry (safetensors) or
+        are trained and stored; `--force` always retrains. ONNX export, metrics and accuracy
+        are redone every run (the export is written atomically)."""
+        folder = self.o.cache_dir / "baselines" / slug(
+            f"{spec.name}-{self.baseline_key(spec.name)}")
+        model = self._fresh(spec.name)
+        entry = None if self.o.force else cache.read_entry(folder, self.ev.log)
+        if entry is not None:
+            try:
+                modeldata.load_state(model, entry.read_bytes(WEIGHTS))
+                self.ev.log(f"{spec.name}: cached baseline {folder}")
+            except Exception as exc:  # a cache problem is a cache miss, never a failed cell
+                cache.reject(folder, f"cannot load its weights ({_error(exc)})", self.ev.log)
+                entry, model = None, self._fresh(spec.name)
+        if entry is None:
+            cache.discard(folder)
             self.ev.stage(f"{spec.name}: training baseline")
             fit(model, train_ds, self.profile.train, device=self.o.device, loss_fn=self.loss,
                 seed=self.o.suite.seed, progress=self.ev.train)
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = ckpt.with_suffix(".tmp")
-            torch.save(model.cpu().state_dict(), tmp)
-            tmp.replace(ckpt)
+            try:
+                cache.write_entry(folder, {"model": spec.name, "kind": "baseline"},
+                                  {WEIGHTS: modeldata.state_bytes(model.cpu())}, include=[])
+            except Exception as exc:
+                self.ev.log(f"cache: could not store the {spec.name} baseline "
+                            f"({_error(exc)}); it is retrained next run")
+                cache.discard(folder)
         model = model.cpu().eval()
         if self.task == "detect":
             self.scorer = DetectScorer(model, self.dataset.num_classes)
         acc = self._evaluate(model, test_ds)
+        folder.mkdir(parents=True, exist_ok=True)
         prepared = self._finish(model.cpu(), folder, {}, {})
         return prepared, acc
 
@@ -319,17 +356,12 @@ class Runner:
                   train_ds: Any, test_ds: Any) -> tuple[Prepared, dict[str, Any]]:
         method_cls = METHODS.get(run.method)
         key = self.compressed_key(spec.name, run)
-        folder = self.o.cache_dir / "compressed" / f"{spec.name}-{run.method}-{key}"
-        meta_path = folder / "meta.json"
-        if meta_path.exists() and not self.o.force:
-            meta = json.loads(meta_path.read_text())
-            module = torch.load(folder / "model.pt", map_location="cpu", weights_only=False)
-            onnx = folder / "model.onnx"
-            arts = {t: _load_artifact(folder, a) for t, a in meta["artifacts"].items()}
-            return Prepared(module.eval(), onnx if onnx.exists() else None, meta["metrics"],
-                            arts), meta["accs"]
-        if folder.exists():
-            shutil.rmtree(folder)
+        folder = self.o.cache_dir / "compressed" / slug(f"{spec.name}-{run.method}-{key}")
+        if not self.o.force:
+            hit = self._cached(spec, run, folder)
+            if hit is not None:
+                return hit
+        cache.discard(folder)
         folder.mkdir(parents=True)
 
         self.ev.stage(f"{spec.name} {run.label}: compress")
@@ -350,7 +382,8 @@ class Runner:
         accs: dict[str, Any] = {"top1_baseline": base_top1}
         module = module.cpu().eval()
         scored = comp.scored if comp.scored is not None else module
-        accs["top1_pruned"] = self._evaluate(scored, test_ds)
+        accs["top1_pruned"] = (comp.top1_pruned if comp.top1_pruned is not None  # one-shot
+                               else self._evaluate(scored, test_ds))
         if comp.finetune and self.profile.finetune.epochs > 0:
             self.ev.stage(f"{spec.name} {run.label}: fine-tune")
             finetune(module, masks=comp.masks, constraint=comp.constraint)
@@ -358,19 +391,122 @@ class Runner:
             scored = module
         accs["top1_retrained"] = self._evaluate(scored, test_ds)
         prepared = self._finish(module, folder, comp.artifacts, comp.info)
-        torch.save(module, folder / "model.pt")
-        arts = {t: _save_artifact(folder, t, a) for t, a in comp.artifacts.items()}
-        meta_path.write_text(json.dumps({"metrics": prepared.metrics, "accs": accs,
-                                         "artifacts": arts}, default=str))
+        self._store(spec, run, folder, prepared, accs, comp.info)
         return prepared, accs
+
+    def _cached(self, spec: Any, run: MethodRun, folder: Path
+                ) -> tuple[Prepared, dict[str, Any]] | None:
+        """The compressed model of a verified cache entry, rebuilt from data; None (after one
+        log line, with the entry discarded) when there is none or it cannot be used."""
+        entry = cache.read_entry(folder, self.ev.log)
+        if entry is None:
+            return None
+        try:
+            data = entry.data
+            if data.get("layout") != CACHE_LAYOUT:
+                raise cache.CacheError("an entry of another layout")
+            arch = json.loads(entry.read_bytes(ARCH))
+            module = self._rebuild(arch, entry.read_bytes(WEIGHTS))
+            shape = tuple(self.dataset.input_shape)
+            arts = {t: _load_artifact(entry, a, module, shape)
+                    for t, a in dict(data["artifacts"]).items()}
+            onnx = entry.path(ONNX) if data.get("onnx") else None
+            metrics, accs = dict(data["metrics"]), dict(data["accs"])
+        except Exception as exc:  # a cache problem is a cache miss, never a failed cell
+            cache.reject(folder, f"cannot rebuild its model ({_error(exc)})", self.ev.log)
+            return None
+        self.ev.log(f"{spec.name} {run.label}: cached compressed model {folder}")
+        return Prepared(module.eval(), onnx, metrics, arts), accs
+
+    def _store(self, spec: Any, run: MethodRun, folder: Path, prepared: Prepared,
+               accs: dict[str, Any], info: dict[str, Any]) -> None:
+        """Commit the compressed model as a cache entry: structure as JSON, weights (and a
+        torch.ao INT8 module's tensors) as safetensors, every file hashed, meta.json last.
+        Only what rebuilds identically is stored; anything else is logged and left uncached
+        (the files stay: this run still uses them)."""
+        try:
+            files: dict[str, bytes] = {WEIGHTS: modeldata.state_bytes(prepared.module)}
+            files[ARCH] = self._arch(spec, run, prepared.module, files[WEIGHTS], info)
+            shape = tuple(self.dataset.input_shape)
+            arts = {t: _save_artifact(folder, t, a, prepared.module, shape, files)
+                    for t, a in prepared.artifacts.items()}
+            cache.write_entry(folder, {"layout": CACHE_LAYOUT, "model": spec.name,
+                                       "method": run.method, "config": run.config,
+                                       "metrics": prepared.metrics, "accs": accs,
+                                       "artifacts": arts, "onnx": prepared.onnx_path is not None},
+                              files)
+        except Exception as exc:
+            (folder / cache.META).unlink(missing_ok=True)
+            self.ev.log(f"cache: {spec.name} {run.label} not cached ({_error(exc)}); "
+                        f"it is recomputed next run")
+
+    def _students(self, run: MethodRun, info: dict[str, Any]) -> list[str]:
+        """Registry models a method may have returned instead of the suite's model: the
+        `student` of the run's config (or of each pipeline step's), defaults included."""
+        from harness.methods.pipeline import parse_step
+
+        steps: list[tuple[str, dict[str, Any]]] = [(run.method, run.config)]
+        if run.method == "pipeline":
+            steps = [parse_step(s) for s in METHODS.get("pipeline").Config(**run.config).steps]
+        names = [info.get("student")]
+        for name, config in steps:
+            try:
+                names.append(getattr(METHODS.get(name).Config(**config), "student", None))
+            except Exception:  # not a method with a student
+                continue
+        return list(dict.fromkeys(n for n in names if isinstance(n, str) and n in MODELS))
+
+    def _arch(self, spec: Any, run: MethodRun, module: torch.nn.Module, weights: bytes,
+              info: dict[str, Any]) -> bytes:
+        """The architecture as data (JSON): the registry model `module` was made from (the
+        suite's model or a student; the one it differs least from) and what the method
+        changed in it, checked by rebuilding from exactly these bytes (NotRebuildable if the
+        model does not come back identical)."""
+        shape = tuple(self.dataset.input_shape)
+        found: list[tuple[int, bytes]] = []
+        why = "no registry model to start from"
+        for name, options in [(spec.name, True)] + [(s, False) for s in self._students(run, info)]:
+            try:
+                with torch.random.fork_rng(devices=[]):
+                    changes = modeldata.structure_changes(self._fresh(name, options), module)
+            except modeldata.NotRebuildable as exc:
+                why = str(exc)
+                continue
+            found.append((len(changes), json.dumps({"format": 1, "model": name,
+                                                    "options": options,
+                                                    "changes": changes}).encode()))
+        for _, text in sorted(found, key=lambda item: item[0]):
+            try:
+                rebuilt = self._rebuild(json.loads(text), weights)
+                why = modeldata.differences(module, rebuilt, shape) or ""
+            except modeldata.NotRebuildable as exc:
+                why = str(exc)
+            if not why:
+                return text
+        raise modeldata.NotRebuildable(f"the model cannot be rebuilt from data: {why}")
+
+    def _rebuild(self, arch: dict[str, Any], weights: bytes) -> torch.nn.Module:
+        """A model from its architecture record and safetensors weights; the global RNG is
+        left as it was (building a model initialises weights randomly)."""
+        if not isinstance(arch, dict) or arch.get("format") != 1:
+            raise modeldata.NotRebuildable("an architecture record of another format")
+        name = arch.get("model")
+        if not isinstance(name, str) or name not in MODELS:
+            raise modeldata.NotRebuildable(f"unknown model {name!r}")
+        with torch.random.fork_rng(devices=[]):
+            base = self._fresh(name, bool(arch.get("options")))
+        model = modeldata.apply_changes(base, arch.get("changes"))
+        return modeldata.load_state(model, weights).eval()
 
     def _finish(self, module: torch.nn.Module, folder: Path,
                 artifacts: dict[str, TargetArtifact], info: dict[str, Any]) -> Prepared:
-        """Export to ONNX (unless the method made every target's artifact itself) and measure
-        the torch-side metrics."""
+        """Export to ONNX (unless the method made every target's artifact itself; written
+        atomically) and measure the torch-side metrics."""
         shape = tuple(self.dataset.input_shape)
         self.ev.stage(f"export {folder.name}")
-        onnx = None if artifacts else to_onnx(module, shape, folder / "model.onnx")
+        onnx = None
+        if not artifacts:
+            onnx = cache.write_with(folder / ONNX, lambda tmp: to_onnx(module, shape, tmp))
         metrics = model_metrics(module, shape)
         metrics["size_bytes"], metrics["size_compressed_bytes"] = file_sizes(onnx)
         metrics["info"] = info
@@ -397,23 +533,36 @@ class Runner:
         fields = {"info": info, "size_bytes": size, "size_compressed_bytes": packed}
         return Artifact(ta.path, ta.module, shape, out_shape, ta.precision), fields
 
-    def _reference(self, model: str, target: str, baseline: Prepared, batch: int) -> Any:
+    def _reference(self, model: str, target: str, baseline: Prepared, batch: int,
+                   settings: dict[str, Any]) -> Any:
         key = (model, target, batch)
         if key not in self._refs:
             t = TARGETS.get(target)()
             art, _ = self._artifact(baseline, target)
-            self._refs[key] = t.prepare(art, batch, self.threads, "fp32")
+            self._refs[key] = t.prepare(art, batch, self.threads, "fp32", **settings)
         return self._refs[key]
 
+    def _settings(self, target: Any) -> dict[str, Any]:
+        """The runtime settings a target takes beyond threads (e.g. ORT's spinning)."""
+        knobs = getattr(target, "settings", ())
+        return {"spinning": self.profile.timing.spinning} if "spinning" in knobs else {}
+
     def _measure(self, spec: Any, target_name: str, prepared: Prepared, baseline: Prepared,
-                 test_ds: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                 test_ds: Any, aa: bool = False
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Accuracy on the runtime, then per batch size the interleaved timing against the
+        baseline: (row fields, measurements, raw samples). A noisy window is re-measured up to
+        `quality.RETRIES` times; the best attempt is kept with its verdict."""
         target = TARGETS.get(target_name)()
         art, row = self._artifact(prepared, target_name)
+        settings = self._settings(target)
+        row["runtime_settings"] = {"threads": self.threads, **settings}
         timing = self.profile.timing
         x_all, y_all = eval_arrays(test_ds, self.profile.eval_samples)
         big = max(timing.batch_sizes)
         self.ev.stage(f"{spec.name} on {target_name}: accuracy")
-        sess = target.prepare(art, big, self.threads, art.precision)
+        sess = target.prepare(art, big, self.threads, art.precision, **settings)
+        first = {big: first_call_ns(sess, _timing_input(x_all, big))}
         row["precision"] = sess.precision
         row["metric"] = self.scorer.metric
         if getattr(target, "scores_accuracy", True):
@@ -422,39 +571,79 @@ class Runner:
             row["postprocess_ms"] = self.scorer.postprocess_ms(outputs)
             if extras:
                 row["info"] = {**row.get("info", prepared.metrics.get("info") or {}), **extras}
-        meas = []
+        meas, samples = [], []
         for b in timing.batch_sizes:
             self.ev.stage(f"{spec.name} on {target_name}: timing b={b}")
-            cand = sess if b == big else target.prepare(art, b, self.threads, art.precision)
-            ref = self._reference(spec.name, target_name, baseline, b)
             x = _timing_input(x_all, b)
-            ct, rt = measure_pair(cand, ref, x, timing.config())
-            m = {"batch_size": b, **ct.summary(),
-                 "ref_latency_p50_ms": sig3(rt.p50_ms),
-                 "ref_throughput_ips": sig3(rt.throughput_ips)}
-            if b == 1:
-                m["speedup"] = sig3(rt.p50_ms / ct.p50_ms)
+            if b == big:
+                cand = sess
             else:
-                m["speedup"] = sig3(ct.throughput_ips / rt.throughput_ips)
-            meas.append(m)
-        return row, meas
+                cand = target.prepare(art, b, self.threads, art.precision, **settings)
+                first[b] = first_call_ns(cand, x)
+            ref = self._reference(spec.name, target_name, baseline, b, settings)
+            verdict, sp, ct, rt, window, attempts = quality.measure_until_clean(
+                cand, ref, x, timing.config(), self.estimator, aa=aa,
+                log=lambda why, b=b: self.ev.log(f"{spec.name} on {target_name} b={b}: noisy "
+                                                 f"({why}), re-measuring"))
+            meas.append({"batch_size": b, **ct.summary(),
+                         "ref_latency_p50_ms": sig3(rt.p50_ms),
+                         "ref_throughput_ips": sig3(rt.throughput_ips),
+                         "speedup": sig3(sp.value), "speedup_ci_low": sig3(sp.ci_low),
+                         "speedup_ci_high": sig3(sp.ci_high), "quality": verdict.quality,
+                         "quality_reason": verdict.reason, "scored": verdict.scored,
+                         "unscored_reason": verdict.unscored_reason,
+                         "first_call_ms": sig3(first[b] / 1e6) if b in first else None,
+                         "window": {**window.as_dict(), "attempts": attempts,
+                                    "cv_candidate": round(stats.cv(ct.samples_ns), 4),
+                                    "cv_reference": round(stats.cv(rt.samples_ns), 4)},
+                         "attempts": attempts})
+            for side, t in (("candidate", ct), ("reference", rt)):
+                samples.append({"batch_size": b, "side": side, "rounds": t.rounds,
+                                "samples_ns": t.samples_ns})
+        return row, meas, samples
 
 
-def _save_artifact(folder: Path, target: str, a: TargetArtifact) -> dict[str, Any]:
-    """Cache a method's artifact beside the model; files are kept where the method wrote them."""
+# the files of a compressed-model cache entry (see harness/cache.py and harness/modeldata.py)
+CACHE_LAYOUT = 1  # bump when what an entry holds changes: older entries are then rebuilt
+WEIGHTS = "model.safetensors"
+ARCH = "arch.json"
+ONNX = "model.onnx"
+
+
+def _save_artifact(folder: Path, target: str, a: TargetArtifact, fp32: torch.nn.Module,
+                   shape: tuple[int, ...], files: dict[str, bytes]) -> dict[str, Any]:
+    """Describe a method's artifact for the cache entry. Files stay where the method wrote
+    them (inside the entry's folder; the entry hashes them). A module (torch.ao INT8) is
+    stored as its tensors and rebuilt as torch.ao converts `fp32`; one that does not rebuild
+    identically is not cached (modeldata.NotRebuildable)."""
     module = None
     if a.module is not None:
-        module = f"{target}.pt"
-        torch.save(a.module, folder / module)
-    path = str(Path(a.path).resolve().relative_to(folder.resolve())) if a.path else None
-    return {"path": path, "module": module, "toolchain": a.toolchain, "precision": a.precision}
+        module = f"{slug(target)}.int8.safetensors"
+        files[module] = modeldata.state_bytes(a.module)
+        rebuilt = modeldata.load_state(modeldata.int8_template(fp32, shape), files[module])
+        why = modeldata.differences(a.module, rebuilt, shape)
+        if why:
+            raise modeldata.NotRebuildable(f"the {target} module does not rebuild: {why}")
+    path = Path(a.path).resolve().relative_to(folder.resolve()).as_posix() if a.path else None
+    return {"path": path, "module": module, "rebuild": "torch.ao-fx-x86" if module else None,
+            "toolchain": a.toolchain, "precision": a.precision}
 
 
-def _load_artifact(folder: Path, meta: dict[str, Any]) -> TargetArtifact:
-    module = (torch.load(folder / meta["module"], map_location="cpu", weights_only=False)
-              if meta["module"] else None)
-    return TargetArtifact(path=folder / meta["path"] if meta["path"] else None, module=module,
-                          toolchain=meta["toolchain"], precision=meta["precision"])
+def _load_artifact(entry: cache.Entry, meta: dict[str, Any], fp32: torch.nn.Module,
+                   shape: tuple[int, ...]) -> TargetArtifact:
+    """A cached artifact: its file (listed and verified by the entry; an OpenVINO IR's .bin
+    too) or its module, rebuilt from the entry's tensors."""
+    path = entry.path(meta["path"]) if meta["path"] else None
+    if path is not None and path.suffix == ".xml":
+        entry.path(Path(meta["path"]).with_suffix(".bin").as_posix())
+    module = None
+    if meta["module"]:
+        if meta.get("rebuild") != "torch.ao-fx-x86":
+            raise cache.CacheError(f"unknown artifact rebuild {meta.get('rebuild')!r}")
+        module = modeldata.load_state(modeldata.int8_template(fp32, shape),
+                                      entry.read_bytes(meta["module"]))
+    return TargetArtifact(path=path, module=module, toolchain=str(meta["toolchain"]),
+                          precision=str(meta["precision"]))
 
 
 def artifact_sizes(a: TargetArtifact) -> tuple[int | None, int | None]:

@@ -27,13 +27,17 @@ class ClassifyScorer:
 class DetectScorer:
     """`decoder` is a model with `decode(outputs) -> list[Detections]` (the baseline: decoding
     depends on its anchors and classes, never on its weights). Detectors train through their
-    own `detection_loss(images, padded_targets)`."""
+    own `detection_loss(images, padded_targets)`. `pixel_inclusive`: the dataset's boxes are
+    the VOC devkit's pixel indices (IoU with +1 widths); both datasets here hold continuous
+    boxes (`voc2007` converts the devkit's at load, which keeps its +1 IoU exactly), so False;
+    COCO mAP is continuous always."""
 
     metric = "map50"
 
-    def __init__(self, decoder: Any, num_classes: int) -> None:
+    def __init__(self, decoder: Any, num_classes: int, pixel_inclusive: bool = False) -> None:
         self.decoder = decoder
         self.num_classes = num_classes
+        self.pixel_inclusive = pixel_inclusive
 
     @staticmethod
     def loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -46,7 +50,7 @@ class DetectScorer:
         dets = self.decoder.decode(np.asarray(outputs))
         gts = [GroundTruth(g["boxes"], g["labels"], g["difficult"])
                for g in targets_to_lists(torch.as_tensor(labels))]
-        voc = voc_map(dets, gts, self.num_classes)
+        voc = voc_map(dets, gts, self.num_classes, pixel_inclusive=self.pixel_inclusive)
         coco = coco_map(dets, gts, self.num_classes)
         extras = {"map50_11pt": round(voc["map50_11pt"], 5), "coco_map": round(coco["map"], 5),
                   "coco_map50": round(coco["map50"], 5)}

@@ -3,18 +3,24 @@
 Tables: `runs` (machine info, versions, commit, settings), `cells` (one row per cell and run:
 what was compressed, how, on which target, its accuracy and size), `measurements` (one row per
 cell, run and batch size: latency percentiles, throughput and the speedup over the baseline
-timed interleaved with it). A cell's history is kept; the newest ok row is the current result.
+timed interleaved with it, its 95% CI, the window's quality and whether it met the scoring
+floors), `samples` (the raw per-call nanoseconds of both interleaved sessions with their round
+sizes, zlib-packed int64, so every summary and CI can be recomputed). A cell's history is kept;
+the newest ok row is the current result.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+import numpy as np
+
+SCHEMA_VERSION = 3
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -31,6 +37,7 @@ CREATE TABLE IF NOT EXISTS cells (
     flops_effective INTEGER, size_bytes INTEGER, size_compressed_bytes INTEGER,
     compression_ratio REAL, flops_ratio REAL, layers TEXT, info TEXT, target_versions TEXT,
     created TEXT, duration_s REAL, metric TEXT, postprocess_ms REAL,
+    macs INTEGER, runtime_settings TEXT,
     PRIMARY KEY (cell_key, run_id)
 );
 CREATE TABLE IF NOT EXISTS measurements (
@@ -38,18 +45,40 @@ CREATE TABLE IF NOT EXISTS measurements (
     latency_p50_ms REAL, latency_p90_ms REAL, latency_p95_ms REAL, latency_p99_ms REAL,
     throughput_ips REAL, iterations INTEGER,
     ref_latency_p50_ms REAL, ref_throughput_ips REAL, speedup REAL,
+    speedup_ci_low REAL, speedup_ci_high REAL, quality TEXT, quality_reason TEXT,
+    scored INTEGER, unscored_reason TEXT, first_call_ms REAL, window TEXT, attempts INTEGER,
     PRIMARY KEY (cell_key, run_id, batch_size)
 );
+CREATE TABLE IF NOT EXISTS samples (
+    cell_key TEXT NOT NULL, run_id TEXT NOT NULL, batch_size INTEGER NOT NULL,
+    side TEXT NOT NULL, rounds TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (cell_key, run_id, batch_size, side)
+);
 """
+
+MEASUREMENT_COLUMNS = (
+    "batch_size", "latency_p50_ms", "latency_p90_ms", "latency_p95_ms", "latency_p99_ms",
+    "throughput_ips", "iterations", "ref_latency_p50_ms", "ref_throughput_ips", "speedup",
+    "speedup_ci_low", "speedup_ci_high", "quality", "quality_reason", "scored",
+    "unscored_reason", "first_call_ms", "window", "attempts",
+)
 
 # MIGRATIONS[v - 1] upgrades a store of version v to v + 1 (rows are kept)
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE cells ADD COLUMN metric TEXT",
      "ALTER TABLE cells ADD COLUMN postprocess_ms REAL"),
+    # 2 -> 3: CIs, quality and scoring per measurement, MACs, runtime settings; the samples
+    # table is created by SCHEMA. Older rows keep NULLs there: shown as "no CI (old row)".
+    tuple(f"ALTER TABLE measurements ADD COLUMN {c}" for c in (
+        "speedup_ci_low REAL", "speedup_ci_high REAL", "quality TEXT", "quality_reason TEXT",
+        "scored INTEGER", "unscored_reason TEXT", "first_call_ms REAL", "window TEXT",
+        "attempts INTEGER"))
+    + ("ALTER TABLE cells ADD COLUMN macs INTEGER",
+       "ALTER TABLE cells ADD COLUMN runtime_settings TEXT"),
 )
 
 JSON_COLUMNS = ("method_config", "layers", "info", "target_versions", "machine", "versions",
-                "settings")
+                "settings", "window", "runtime_settings")
 
 
 def now() -> str:
@@ -74,7 +103,8 @@ class Store:
             elif int(row[0]) < SCHEMA_VERSION:
                 for step in MIGRATIONS[int(row[0]) - 1 :]:
                     for sql in step:
-                        self.db.execute(sql)
+                        if not self._has_column(sql):
+                            self.db.execute(sql)
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
                                 (str(SCHEMA_VERSION),))
             elif int(row[0]) > SCHEMA_VERSION:
@@ -82,6 +112,14 @@ class Store:
 
                 raise UsageError(f"store {self.path} has schema {row[0]}; this harness reads "
                                  f"up to {SCHEMA_VERSION}: upgrade compressmark")
+
+    def _has_column(self, alter: str) -> bool:
+        """Is the column an `ALTER TABLE t ADD COLUMN c ...` would add already there (a table
+        that SCHEMA just created is already current)?"""
+        words = alter.split()
+        table, column = words[2], words[5]
+        cols = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+        return column in cols
 
     def close(self) -> None:
         self.db.close()
@@ -101,14 +139,43 @@ class Store:
         ).fetchone()
         return row is not None
 
-    def put_cell(self, cell: dict[str, Any], measurements: list[dict[str, Any]]) -> None:
-        """Store one cell and its measurements atomically."""
+    def put_cell(self, cell: dict[str, Any], measurements: list[dict[str, Any]],
+                 samples: list[dict[str, Any]] | None = None) -> None:
+        """Store one cell, its measurements and their raw samples atomically. A sample entry
+        is {batch_size, side ("candidate" | "reference"), rounds: [calls per round],
+        samples_ns: [...]}."""
+        ids = {"cell_key": cell["cell_key"], "run_id": cell["run_id"]}
         with self.db:
             self._insert("cells", {"created": now(), **cell}, commit=False)
             for m in measurements:
-                self._insert("measurements",
-                             {"cell_key": cell["cell_key"], "run_id": cell["run_id"], **m},
-                             commit=False)
+                self._insert("measurements", {**ids, **m}, commit=False)
+            for smp in samples or []:
+                blob = zlib.compress(np.asarray(smp["samples_ns"], "<i8").tobytes(), 6)
+                self._insert("samples", {**ids, "batch_size": smp["batch_size"],
+                                         "side": smp["side"],
+                                         "rounds": json.dumps(list(smp["rounds"])),
+                                         "data": blob}, commit=False)
+
+    def samples(self, cell_key: str | None = None, run_id: str | None = None,
+                suite: str | None = None) -> list[dict[str, Any]]:
+        """Raw samples: one dict per (cell, run, batch size, side), samples_ns unpacked."""
+        where, args = [], []
+        for col, val in (("s.cell_key", cell_key), ("s.run_id", run_id), ("c.suite", suite)):
+            if val is not None:
+                where.append(f"{col}=?")
+                args.append(val)
+        sql = ("SELECT s.*, c.suite, c.model, c.method, c.method_config, c.target FROM samples s "
+               "JOIN cells c ON c.cell_key=s.cell_key AND c.run_id=s.run_id"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY c.created, s.batch_size, s.side")
+        out = []
+        for r in self.db.execute(sql, args):
+            d = dict(r)
+            d["samples_ns"] = np.frombuffer(zlib.decompress(d.pop("data")), "<i8").tolist()
+            d["rounds"] = json.loads(d["rounds"])
+            d["method_config"] = json.loads(d["method_config"] or "{}")
+            out.append(d)
+        return out
 
     def _insert(self, table: str, row: dict[str, Any], commit: bool = True) -> None:
         row = {k: (json.dumps(v, sort_keys=True, default=str) if k in JSON_COLUMNS else v)
@@ -150,9 +217,8 @@ class Store:
                 "ORDER BY c2.created DESC, c2.rowid DESC LIMIT 1)"
             )
         sql = (
-            "SELECT c.*, m.batch_size, m.latency_p50_ms, m.latency_p90_ms, m.latency_p95_ms, "
-            "m.latency_p99_ms, m.throughput_ips, m.iterations, m.ref_latency_p50_ms, "
-            "m.ref_throughput_ips, m.speedup FROM cells c LEFT JOIN measurements m "
+            "SELECT c.*, " + ", ".join(f"m.{col}" for col in MEASUREMENT_COLUMNS)
+            + " FROM cells c LEFT JOIN measurements m "
             "ON m.cell_key=c.cell_key AND m.run_id=c.run_id"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY c.created, c.rowid, m.batch_size"

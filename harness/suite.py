@@ -26,7 +26,8 @@ PROFILES = ("smoke", "quick", "full")
 SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "model_options",
               "methods", "profiles", "targets", "seed"}
 PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
-TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads", "max_seconds"}
+TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads", "max_seconds",
+               "min_seconds", "spinning"}
 METHOD_KEYS = {"name", "grid", "config", "models"}
 
 
@@ -35,12 +36,21 @@ class Timing:
     batch_sizes: tuple[int, ...] = (1, 64)
     iterations: int = 1024
     warmup: int = 32
-    rounds: int = 4
+    rounds: int = 16
     threads: int = 2
     max_seconds: float | None = None  # cap per interleaved measurement (not for scored runs)
+    min_seconds: float | None = None  # floor per session (scored runs: >= 1 s, see quality.py)
+    # ORT's intra-op threads spin while waiting for work: faster on an idle machine, much
+    # slower when other processes want the cores (measured: README "Threads and spinning")
+    spinning: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spinning, bool):
+            raise ValueError(f"spinning must be true or false, not {self.spinning!r}")
 
     def config(self) -> TimingConfig:
-        return TimingConfig(self.iterations, self.warmup, self.rounds, self.max_seconds)
+        return TimingConfig(self.iterations, self.warmup, self.rounds, self.max_seconds,
+                            self.min_seconds)
 
 
 @dataclass(frozen=True)

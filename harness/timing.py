@@ -4,13 +4,19 @@ Warm-up, then `iterations` calls of `Session.run`, each wrapped in `time.perf_co
 Latency percentiles come from batch-1 calls; throughput = images / summed call time at batch N.
 Because this VM drifts 20-60% between runs, a candidate is always timed *interleaved* with its
 reference (the baseline on the same target and batch): rounds alternate A/B, B/A, ... and the
-speedup is the ratio of the two, measured in the same minutes.
+speedup is the ratio of the two, measured in the same minutes. Each round's chunk sizes are kept
+with the samples, so `harness.stats` can compare the two sides round by round.
+
+A measurement also records what the machine did meanwhile (`Window`: load average, CPU time
+other processes took, steal): the runner re-measures or flags a contended window; nothing here
+judges. Reading those counters happens before and after the timed loop, never inside it.
 """
 
 from __future__ import annotations
 
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,17 +26,22 @@ import numpy as np
 class TimingConfig:
     iterations: int = 1024  # MLMark: >= 1024 for a scored run
     warmup: int = 32
-    rounds: int = 4  # interleaving rounds between candidate and reference
+    rounds: int = 16  # interleaving rounds: the paired estimate's CI resamples these
     # optional cap on one interleaved measurement (both sessions), estimated from the warm-up;
     # quick profiles use it so big batches do not dominate the sweep. A scored (full) run
     # leaves it unset: `iterations` calls, always.
     max_seconds: float | None = None
+    # optional floor on each session's timed seconds (MLPerf style: a minimum duration as well
+    # as a minimum count); more calls per round are made until it is met
+    min_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.warmup < 0 or self.rounds < 1:
             raise ValueError("iterations >= 1, warmup >= 0, rounds >= 1")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError("max_seconds must be > 0")
+        if self.min_seconds is not None and self.min_seconds < 0:
+            raise ValueError("min_seconds must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,20 @@ class Timing:
 
     batch: int
     samples_ns: tuple[int, ...]
+    rounds: tuple[int, ...] = ()  # calls per interleaved round, in order (sums to len(samples))
+
+    def by_round(self) -> list[tuple[int, ...]]:
+        """The samples split into their rounds (one round when none were recorded)."""
+        sizes = self.rounds or (len(self.samples_ns),)
+        out, i = [], 0
+        for n in sizes:
+            out.append(self.samples_ns[i: i + n])
+            i += n
+        return out
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.samples_ns) / 1e9
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(np.asarray(self.samples_ns), q)) / 1e6
@@ -78,6 +103,55 @@ def _calls(session: Any, x: np.ndarray, n: int, out: list[int]) -> None:
         out.append(clock() - t0)
 
 
+def first_call_ns(session: Any, x: np.ndarray) -> int:
+    """The first inference of a fresh session, timed apart (lazy allocation and kernel
+    selection happen here, as benchmark_app reports): it never enters the timed samples."""
+    t0 = time.perf_counter_ns()
+    session.run(x)
+    return time.perf_counter_ns() - t0
+
+
+@dataclass
+class Window:
+    """What the machine did while a measurement ran: read before and after, never inside."""
+
+    wall_s: float = 0.0
+    loadavg_1m: float = 0.0  # at the end of the window
+    other_cpu: float = 0.0  # cores' worth of CPU time taken by other processes meanwhile
+    steal: float = 0.0  # cores' worth of CPU time the hypervisor took (0 where unreadable)
+    cores: int = 1
+    _start: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0), repr=False)
+
+    @staticmethod
+    def _counters() -> tuple[float, float, float, float]:
+        import psutil
+
+        t = psutil.cpu_times()
+        busy = t.user + t.system + getattr(t, "nice", 0.0) + getattr(t, "irq", 0.0) \
+            + getattr(t, "softirq", 0.0)
+        own = os.times()
+        return time.perf_counter(), busy, own.user + own.system, getattr(t, "steal", 0.0)
+
+    def __enter__(self) -> Window:
+        self._start = self._counters()
+        self.cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        t1, busy1, own1, steal1 = self._counters()
+        t0, busy0, own0, steal0 = self._start
+        self.wall_s = max(t1 - t0, 1e-9)
+        self.other_cpu = max(0.0, (busy1 - busy0) - (own1 - own0)) / self.wall_s
+        self.steal = max(0.0, steal1 - steal0) / self.wall_s
+        self.loadavg_1m = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {"wall_s": round(self.wall_s, 3), "loadavg_1m": round(self.loadavg_1m, 2),
+                "other_cpu": round(self.other_cpu, 3), "steal": round(self.steal, 3),
+                "cores": self.cores}
+
+
 def measure(session: Any, x: np.ndarray, cfg: TimingConfig) -> Timing:
     """Time one session alone."""
     _calls(session, x, cfg.warmup, [])
@@ -89,7 +163,9 @@ def measure(session: Any, x: np.ndarray, cfg: TimingConfig) -> Timing:
 def measure_pair(
     candidate: Any, reference: Any, x: np.ndarray, cfg: TimingConfig
 ) -> tuple[Timing, Timing]:
-    """Time candidate and reference interleaved: warm both, then alternate in `rounds` chunks."""
+    """Time candidate and reference interleaved: warm both, then alternate in `rounds` chunks
+    (A,B / B,A / ...). Calls per round: `iterations / rounds`, raised until each side has run
+    `min_seconds`, lowered to fit `max_seconds` (both estimated from the warm-up's median)."""
     wa: list[int] = []
     wb: list[int] = []
     _calls(candidate, x, max(1, cfg.warmup), wa)
@@ -97,6 +173,9 @@ def measure_pair(
     a: list[int] = []
     b: list[int] = []
     per = max(1, -(-cfg.iterations // cfg.rounds))
+    fast_s = min(float(np.median(wa)), float(np.median(wb))) / 1e9
+    if cfg.min_seconds:  # the faster side must reach it too
+        per = max(per, int(np.ceil(cfg.min_seconds / cfg.rounds / max(fast_s, 1e-9))))
     if cfg.max_seconds is not None:
         pair_s = (min(wa) + min(wb)) / 1e9
         per = max(2, min(per, int(cfg.max_seconds / cfg.rounds / pair_s)))
@@ -105,4 +184,5 @@ def measure_pair(
         _calls(first[0], x, per, first[1])
         _calls(second[0], x, per, second[1])
     n = int(x.shape[0])
-    return Timing(n, tuple(a)), Timing(n, tuple(b))
+    sizes = (per,) * cfg.rounds
+    return Timing(n, tuple(a), sizes), Timing(n, tuple(b), sizes)

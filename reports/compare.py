@@ -1,5 +1,12 @@
 """`harness compare RUN_A RUN_B`: per matching cell, B's latency and throughput as ratios of
-A's, and the top-1 difference; a warning for every machine or runtime fact that differs."""
+A's, and the top-1 difference; a warning for every machine or runtime fact that differs.
+
+asv style, each pair gets a word with its evidence: `change` is faster / slower / same from the
+95% CI of A's time per call over B's (bootstrapped over rounds of the raw samples; "same"
+unless the whole CI is beyond +-5%), and `speedup_change` compares the two runs' speedups over
+their own baselines (each measured interleaved within its run, so drift between the runs
+cancels): "same" when their CIs overlap.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from harness import stats
+from harness.claims import fmt_speedup
 from harness.errors import unknown
 from harness.reports.table import method_label
 from harness.store import Store
@@ -38,9 +47,15 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             warnings.append(f"{k} version differs: {va.get(k)} vs {vb.get(k)}")
     a = {_key(r): r for r in store.rows(run_id=run_a) if r["status"] == "ok"}
     b = {_key(r): r for r in store.rows(run_id=run_b) if r["status"] == "ok"}
+    samples = {(s["cell_key"], s["run_id"], s["batch_size"]): s
+               for run in (run_a, run_b) for s in store.samples(run_id=run)
+               if s["side"] == "candidate"}
     rows = []
     for k in sorted(set(a) & set(b), key=str):
         ra, rb = a[k], b[k]
+        sa = samples.get((ra["cell_key"], run_a, ra["batch_size"]))
+        sb = samples.get((rb["cell_key"], run_b, rb["batch_size"]))
+        change, ci = _change(sa, sb)
         rows.append({
             "model": ra["model"], "method": method_label(ra), "target": ra["target"],
             "batch_size": ra["batch_size"],
@@ -50,11 +65,52 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             "throughput_ratio": _ratio(rb["throughput_ips"], ra["throughput_ips"]),
             "top1_diff_points": (None if ra["top1_target"] is None or rb["top1_target"] is None
                                  else round(100 * (rb["top1_target"] - ra["top1_target"]), 3)),
+            "change": change, "time_ratio_ci": ci,
+            "speedup_a": fmt_speedup(ra), "speedup_b": fmt_speedup(rb),
+            "speedup_change": _speedup_change(ra, rb),
         })
     only = len(set(a) ^ set(b))
     if only:
         warnings.append(f"{only} measurement(s) exist in only one of the runs and are not compared")
     return rows, warnings
+
+
+SAME_WITHIN = 0.05  # asv's default factor is 10%; this VM's paired CIs support 5%
+
+
+def _rounds(s: dict[str, Any]) -> list[list[int]]:
+    out, i = [], 0
+    for n in s["rounds"]:
+        out.append(s["samples_ns"][i: i + n])
+        i += n
+    return out
+
+
+def _change(sa: dict[str, Any] | None, sb: dict[str, Any] | None) -> tuple[str, str]:
+    """faster / slower / same for B against A from the CI of A's time over B's; rounds are
+    matched by position (both runs interleave the same way), their counts trimmed to match."""
+    if sa is None or sb is None:
+        return "no samples", ""
+    ra, rb = _rounds(sa), _rounds(sb)
+    n = min(len(ra), len(rb))
+    if n < 2:
+        return "no samples", ""
+    sp = stats.speedup(rb[:n], ra[:n])  # > 1: B takes less time per call than A
+    ci = f"[{sp.ci_low:.3g}, {sp.ci_high:.3g}]"
+    if sp.ci_low > 1 + SAME_WITHIN:
+        return "faster", ci
+    if sp.ci_high < 1 / (1 + SAME_WITHIN):
+        return "slower", ci
+    return "same", ci
+
+
+def _speedup_change(ra: dict[str, Any], rb: dict[str, Any]) -> str:
+    if ra.get("speedup_ci_low") is None or rb.get("speedup_ci_low") is None:
+        return "no CI"
+    if stats.overlaps((ra["speedup_ci_low"], ra["speedup_ci_high"]),
+                      (rb["speedup_ci_low"], rb["speedup_ci_high"])):
+        return "same"
+    return "higher" if rb["speedup_ci_low"] > ra["speedup_ci_high"] else "lower"
 
 
 def _ratio(x: float | None, y: float | None) -> float | None:

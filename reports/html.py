@@ -19,8 +19,8 @@ from harness.store import Store
 
 SHOWN = ("target", "model", "label", "precision", "batch_size", "top1_target", "acc_loss",
          "top1_pruned", "top1_retrained", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-         "throughput_ips", "speedup", "compression_ratio", "flops_ratio", "params_nonzero",
-         "flops", "size_bytes", "size_compressed_bytes", "toolchain")
+         "throughput_ips", "speedup", "speedup_ci", "claim", "compression_ratio", "flops_ratio",
+         "params_nonzero", "macs", "flops", "size_bytes", "size_compressed_bytes", "toolchain")
 MAX_LAYER_PLOTS = 16
 
 
@@ -28,9 +28,17 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with `label`, `acc_loss` (top-1 points lost against the baseline on
     the same target), `prune_ratio` (fraction of the baseline's parameters gone) and
     `toolchain`."""
+    from harness.claims import aa_bands, fmt_speedup, note
+
     df = pd.DataFrame(rows)
     if df.empty:
         return df
+    for col in ("speedup_ci_low", "speedup_ci_high", "quality", "macs"):
+        if col not in df:
+            df[col] = None
+    bands = aa_bands(rows)
+    df["speedup_ci"] = [fmt_speedup(r).partition(" ")[2] for r in rows]
+    df["claim"] = [note(r, bands) for r in rows]
     df["label"] = [method_label(r) for r in rows]
     df["toolchain"] = [(r.get("info") or {}).get("toolchain", "") for r in rows]
     base = df[(df.method == "baseline") & (df.status == "ok")]
@@ -46,7 +54,7 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if params.get(r.model) and pd.notna(r.params_nonzero) else None
         for r in df.itertuples()
     ]
-    for col in ("acc_loss", "prune_ratio"):
+    for col in ("acc_loss", "prune_ratio", "speedup_ci_low", "speedup_ci_high"):
         df[col] = df[col].astype(float)
     return df
 
@@ -80,11 +88,18 @@ def render(store: Store, suite: str, out_dir: Path) -> Path:
     precisions = sorted({f"{r['target']}: {r['precision']}" for r in rows
                          if r["status"] == "ok" and r.get("precision")})
     run = runs[-1] if runs else None
+    from harness.reports.table import unscored
+
+    not_scored = unscored(rows)
+    noisy = [{"target": r["target"], "model": r["model"], "label": method_label(r),
+              "batch": r["batch_size"], "reason": r.get("quality_reason") or ""}
+             for r in rows if r["status"] == "ok" and r.get("quality") == "noisy"]
     env = Environment(loader=PackageLoader("harness.reports", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         suite=suite, run=run, runs=runs, images=images, columns=SHOWN, results=results,
-        failed=failed, layers=layer_tables, precisions=precisions,
+        failed=failed, layers=layer_tables, precisions=precisions, not_scored=not_scored,
+        noisy=noisy, estimator=(run or {}).get("settings", {}).get("estimator"),
         timing=(run or {}).get("settings", {}).get("profile", {}).get("timing", {}),
         threads=(run or {}).get("settings", {}).get("threads"),
         settings=json.dumps(run["settings"], indent=1) if run else "",

@@ -53,6 +53,39 @@ def _finish(fig, path: Path, legend_ax) -> Path:  # type: ignore[no-untyped-def]
     return path
 
 
+def _uncertainty(ax, part: pd.DataFrame, hue_order: list[str], x: str, y: str,  # type: ignore[no-untyped-def]
+                 horizontal: bool) -> None:
+    """95% CI error bars on the speedup axis, and noisy points redrawn hollow (white face,
+    method-coloured edge) so they never read like clean ones."""
+    import seaborn as sns
+
+    has_ci = part.speedup_ci_low.notna() if "speedup_ci_low" in part else None
+    if has_ci is not None and has_ci.any():
+        ci = part[has_ci]
+        err = [ci.speedup - ci.speedup_ci_low, ci.speedup_ci_high - ci.speedup]
+        ax.errorbar(ci[x], ci[y], xerr=err if horizontal else None,
+                    yerr=None if horizontal else err, fmt="none", ecolor="grey", elinewidth=1,
+                    capsize=2, zorder=1)
+    if "quality" in part:
+        noisy = part[part.quality == "noisy"]
+        colours = dict(zip(hue_order, sns.color_palette(n_colors=len(hue_order)), strict=True))
+        if not noisy.empty:
+            ax.scatter(noisy[x], noisy[y], s=80, facecolors="white", zorder=3,
+                       edgecolors=[colours.get(m, "black") for m in noisy.method],
+                       linewidths=1.5, label="noisy (hollow): see footnote")
+
+
+def _aa_band(ax, part: pd.DataFrame, horizontal: bool) -> None:  # type: ignore[no-untyped-def]
+    """The A/A noise floor: the span of the baselines' own CIs (speedup against themselves)."""
+    base = part[(part.method == "baseline") & part.speedup_ci_low.notna()] \
+        if "speedup_ci_low" in part else part.iloc[:0]
+    if base.empty:
+        return
+    lo, hi = float(base.speedup_ci_low.min()), float(base.speedup_ci_high.max())
+    span = ax.axvspan if horizontal else ax.axhspan
+    span(lo, hi, color="grey", alpha=0.18, zorder=0, label="A/A noise floor (baseline CI)")
+
+
 def _short(label: str, width: int = 30) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
@@ -70,13 +103,15 @@ def speedup_vs_compression(df: pd.DataFrame, path: Path) -> Path | None:
         part = d[d.target == target]
         ax.scatter(part.compression_ratio, part.flops_ratio, s=120, facecolors="none",
                    edgecolors="grey", label="ideal: FLOP ratio")
+        _aa_band(ax, part, horizontal=False)
         sns.scatterplot(data=part, x="compression_ratio", y="speedup", hue="method",
                         hue_order=hue_order, style="model", s=80, ax=ax, legend=i == 0)
+        _uncertainty(ax, part, hue_order, "compression_ratio", "speedup", horizontal=False)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_xscale("log")
         ax.set_title(target)
         ax.set_xlabel("compression ratio (baseline params / non-zero params)")
-        ax.set_ylabel("speedup at batch 1 (p50, timed in the same run)")
+        ax.set_ylabel("speedup at batch 1, 95% CI (paired, same run)")
     fig.suptitle("Speedup vs compression")
     return _finish(fig, path, panels[0][1])
 
@@ -92,10 +127,16 @@ def accuracy_vs_speedup(df: pd.DataFrame, path: Path) -> Path | None:
     hue_order = sorted(d.method.unique())
     for i, (model, ax) in enumerate(panels):
         part = d[d.model == model]
+        _aa_band(ax, part, horizontal=True)
         sns.scatterplot(data=part, x="speedup", y="acc_loss", hue="method", hue_order=hue_order,
                         style="target", s=80, ax=ax, legend=i == 0)
+        _uncertainty(ax, part, hue_order, "speedup", "acc_loss", horizontal=True)
         for j, (target, sub) in enumerate(part.groupby("target")):
-            front = pareto(sub, "speedup", "acc_loss")
+            # a noisy speedup never makes the front: it claims nothing
+            clean = sub[sub.quality != "noisy"] if "quality" in sub else sub
+            if clean.empty:
+                continue
+            front = pareto(clean, "speedup", "acc_loss")
             ax.plot(front.speedup, front.acc_loss, ("--", ":", "-.")[j % 3], color="black",
                     lw=1, label=f"Pareto front, {target}" if i == 0 else None)
             for _, r in front.iterrows():
@@ -103,7 +144,7 @@ def accuracy_vs_speedup(df: pd.DataFrame, path: Path) -> Path | None:
                             xytext=(4, 4), textcoords="offset points")
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_title(model)
-        ax.set_xlabel("speedup at batch 1 (timed in the same run)")
+        ax.set_xlabel("speedup at batch 1, 95% CI (paired, same run)")
         metric = "mAP@0.5" if "map50" in set(part.get("metric", [])) else "top-1"
         ax.set_ylabel(f"{metric} loss vs baseline (points, on the runtime)")
     fig.suptitle("Accuracy loss vs speedup")

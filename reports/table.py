@@ -30,7 +30,11 @@ def fmt3(x: float | None) -> str:
 
 
 def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
-    """(target, model, method, precision, batch, metric, score, units) for ok rows."""
+    """(target, model, method, precision, batch, metric, score, units, note) for ok rows; a
+    speedup's score carries its 95% CI and its note says what it may claim (harness.claims)."""
+    from harness.claims import aa_bands, fmt_speedup, note
+
+    bands = aa_bands(rows)
     lines: list[tuple[str, ...]] = []
     seen_acc = set()
     for r in rows:
@@ -40,28 +44,50 @@ def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         if r.get("top1_target") is not None and r["cell_key"] not in seen_acc:
             seen_acc.add(r["cell_key"])
             name = "mAP@0.5" if r.get("metric") == "map50" else "Top-1"
-            lines.append((*head, "-", name, fmt3(100 * r["top1_target"]), "%"))
+            lines.append((*head, "-", name, fmt3(100 * r["top1_target"]), "%", ""))
             if r.get("postprocess_ms") is not None:
-                lines.append((*head, "1", "Decode+NMS", fmt3(r["postprocess_ms"]), "ms"))
+                lines.append((*head, "1", "Decode+NMS", fmt3(r["postprocess_ms"]), "ms", ""))
         b = str(r["batch_size"])
         if r["batch_size"] == 1:
-            lines.append((*head, b, "Latency p95", fmt3(r["latency_p95_ms"]), "ms"))
+            lines.append((*head, b, "Latency p95", fmt3(r["latency_p95_ms"]), "ms", ""))
         else:
-            lines.append((*head, b, "Throughput", fmt3(r["throughput_ips"]), "fps"))
+            lines.append((*head, b, "Throughput", fmt3(r["throughput_ips"]), "fps", ""))
         if r.get("speedup") is not None:
-            lines.append((*head, b, "Speedup", fmt3(r["speedup"]), "x"))
+            lines.append((*head, b, "Speedup", fmt_speedup(r, unit=False),
+                          "x", note(r, bands)))
     return lines
+
+
+def unscored(rows: list[dict[str, Any]]) -> list[str]:
+    """Which scoring floors the rows' measurements missed (each floor once, without the
+    per-row measured figure in parentheses; empty = scored)."""
+    import re
+
+    out: list[str] = []
+    for r in rows:
+        if r.get("batch_size") is not None and r.get("scored") in (0, False):
+            for part in (r.get("unscored_reason") or "below the scoring floors").split("; "):
+                part = re.sub(r" \(.*\)$", "", part)
+                if part not in out:
+                    out.append(part)
+    return out
 
 
 def print_table(console: Console, rows: list[dict[str, Any]]) -> None:
     if not console.is_terminal:  # pipes and CI logs: do not squeeze the table into 80 columns
         console = Console(file=console.file, width=max(console.width, 150))
-    table = Table(title="CompressMark results", show_lines=False)
-    for col in ("Target", "Model", "Method", "Precision", "Batch", "Metric", "Score", "Units"):
+    why = unscored(rows)
+    title = "CompressMark results" + (" (not a scored run)" if why else "")
+    table = Table(title=title, show_lines=False)
+    for col in ("Target", "Model", "Method", "Precision", "Batch", "Metric", "Score", "Units",
+                "Note"):
         table.add_column(col, justify="right" if col in ("Batch", "Score") else "left")
     for line in score_lines(rows):
         table.add_row(*(Text(x) for x in line))
     console.print(table)
+    if why:
+        console.print("not a scored run (" + ", ".join(why) + "); speedups are shown with "
+                      "their 95% CI", markup=False, highlight=False)
     failed = [r for r in rows if r["status"] != "ok"]
     for r in failed:
         console.print(f"FAILED {r['target']} {r['model']} {method_label(r)}: {r['error']}",

@@ -27,6 +27,7 @@ class OnnxRuntimeCPU:
 
     name: ClassVar[str] = "onnxruntime-cpu"
     scores_accuracy: ClassVar[bool] = True
+    settings: ClassVar[tuple[str, ...]] = ("spinning",)  # runtime knobs beyond threads
 
     def available(self) -> str | None:
         return missing("onnxruntime", "onnxruntime")
@@ -34,7 +35,8 @@ class OnnxRuntimeCPU:
     def versions(self) -> dict[str, str]:
         return {"onnxruntime": dist_version("onnxruntime")}
 
-    def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str) -> OrtSession:
+    def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str,
+                spinning: bool = False) -> OrtSession:
         import onnxruntime as ort
 
         if artifact.onnx_path is None:
@@ -45,6 +47,9 @@ class OnnxRuntimeCPU:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # spinning intra-op threads burn a core while idle-waiting: recorded per row
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "1" if spinning else "0")
         sess = ort.InferenceSession(
             str(artifact.onnx_path), opts, providers=["CPUExecutionProvider"]
         )

@@ -97,8 +97,9 @@ def test_report_and_table(sweep) -> None:  # type: ignore[no-untyped-def]
 
 def test_resume_skips_finished_cells_and_force_redoes_them(sweep) -> None:  # type: ignore[no-untyped-def]
     work, args, _ = sweep
-    cache = sorted((work / ".harness" / "cache").glob("compressed/*/model.pt")) or sorted(
-        (work / "r.db").parent.glob("cache/compressed/*/model.pt"))
+    cache = sorted((work / ".harness" / "cache").glob("compressed/*/model.safetensors")) or sorted(
+        (work / "r.db").parent.glob("cache/compressed/*/model.safetensors"))
+    assert cache  # the compressed models are cached (as data, see harness/modeldata.py)
     mtimes = {p: p.stat().st_mtime_ns for p in cache}
     again = run_cli(*args, cwd=work)
     assert again.returncode == 0, again.stderr
@@ -142,7 +143,7 @@ def test_report_rerenders_from_store_alone(sweep) -> None:  # type: ignore[no-un
 def test_a_version_1_store_is_migrated_without_losing_rows(sweep, tmp_path) -> None:  # type: ignore[no-untyped-def]
     import shutil
 
-    from harness.store import Store
+    from harness.store import SCHEMA_VERSION, Store
 
     work, _, _ = sweep
     db = tmp_path / "old.db"
@@ -160,7 +161,7 @@ def test_a_version_1_store_is_migrated_without_losing_rows(sweep, tmp_path) -> N
     con.close()
     st = Store(db)
     assert len({r["cell_key"] + r["run_id"] for r in st.rows(latest=False)}) == n
-    assert st.db.execute("SELECT value FROM meta").fetchone()[0] == "2"
+    assert st.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION)
     st.close()
 
 

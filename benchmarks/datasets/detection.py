@@ -3,10 +3,14 @@ rows (label, x1, y1, x2, y2, difficult) in pixels, label -1 for padding.
 
 - `voc2007`: PASCAL VOC 2007 through torchvision's VOCDetection reader (VOCdevkit layout:
   JPEGImages, Annotations XML, ImageSets/Main), 20 classes, `difficult` flags kept; images are
-  resized to a square `size` and boxes scaled with them.
+  resized to a square `size` and boxes scaled with them. The XML's boxes are 1-based indices
+  of the first and last pixel (the devkit's IoU adds 1 to widths); they are held continuous,
+  (xmin - 1, ymin - 1, xmax, ymax) x scale, under which the plain IoU equals the devkit's +1
+  IoU exactly (see harness/detection_metrics.py), so they are scored with pixel_inclusive off.
 - `fashion-det`: scenes composed from real Fashion-MNIST items (1-4 per canvas, random scale
   and place, fixed seed; boxes are the items' ink extents), so detection runs here with no
-  download. Train scenes use training items, test scenes test items.
+  download. Train scenes use training items, test scenes test items. Boxes are continuous
+  ink extents (last ink column + 1), like COCO's.
 """
 
 from __future__ import annotations

@@ -1,0 +1,192 @@
+"""Verified cache entries: a folder of files plus `meta.json`, which records every file's sha256.
+
+Why: the cache (trained baselines, compressed models, exported graphs, INT8 artifacts) is reused
+across runs and gets copied between machines. A run killed mid-write, a full disk, a truncated
+copy or a planted file must never break a sweep for good, and must never run code. So:
+
+- every file this module writes goes to a temporary name in the same folder and is moved into
+  place with `os.replace` (readers see the old file or the new one, never half of one);
+- `meta.json` is written last, atomically, and lists every file of the entry with its size
+  and sha256: an entry without it, or whose files do not match it, does not exist;
+- `read_entry` checks all of that before anything is parsed; a bad entry is discarded (its
+  `meta.json` first, so a crash while deleting leaves no half-valid entry) with one log line,
+  and the caller rebuilds it.
+
+What it must never do: unpickle, import or execute anything from the cache (entries hold JSON
+and raw bytes; turning them into models is `harness.modeldata`'s job, which parses only
+safetensors and JSON), follow a name out of the entry's folder, or raise on a bad entry (a
+cache problem is a cache miss, never a failed cell).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+META = "meta.json"
+FORMAT = 1
+_TMP = ".tmp-"  # prefix of files being written; never part of an entry
+
+
+class CacheError(Exception):
+    """A cache entry that cannot be used: the caller discards it and rebuilds."""
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """`data` to `path` through a temporary file in the same folder, fsynced, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{_TMP}{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _safe_name(name: Any) -> bool:
+    """A relative POSIX path inside the entry: no absolute path, no `..`, no empty parts."""
+    if not isinstance(name, str) or not name or "\\" in name or "\x00" in name:
+        return False
+    p = PurePosixPath(name)
+    return not p.is_absolute() and all(part not in ("", ".", "..") for part in p.parts)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A verified entry: the caller's `data` and the entry's files (name -> sha256)."""
+
+    folder: Path
+    data: dict[str, Any]
+    files: dict[str, str]
+
+    def path(self, name: str) -> Path:
+        """The path of one of the entry's files (a CacheError for a name it does not list)."""
+        if name not in self.files:
+            raise CacheError(f"{self.folder.name}: no file '{name}' in the entry")
+        return self.folder / name
+
+    def read_bytes(self, name: str) -> bytes:
+        """The file's bytes, checked against its sha256 again (the check and the parse see
+        the same bytes)."""
+        data = self.path(name).read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.files[name]:
+            raise CacheError(f"{self.folder.name}/{name}: content changed since it was checked")
+        return data
+
+
+def entry_files(folder: Path) -> list[str]:
+    """Every regular file under `folder` (relative POSIX names), but meta.json and temps."""
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.is_symlink() and p.name != META and not p.name.startswith(_TMP):
+            out.append(p.relative_to(folder).as_posix())
+    return out
+
+
+def write_entry(folder: Path, data: Mapping[str, Any], files: Mapping[str, bytes] | None = None,
+                include: list[str] | None = None) -> Entry:
+    """Commit an entry: write `files` atomically, then `meta.json` (atomically, last) with
+    `data` and the sha256 of `files` plus the files named in `include` (already in the folder,
+    e.g. written by an exporter; default: every file in the folder)."""
+    files = files or {}
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        if not _safe_name(name) or name == META:
+            raise ValueError(f"not a valid cache file name: {name!r}")
+        atomic_write(folder / name, content)
+    names = sorted(set(files) | set(entry_files(folder) if include is None else include))
+    for name in names:
+        if not _safe_name(name) or name == META or not (folder / name).is_file():
+            raise ValueError(f"not a file of this entry: {name!r}")
+    hashes = {name: sha256_file(folder / name) for name in names}
+    meta = {"format": FORMAT,
+            "files": {n: {"sha256": h, "size": (folder / n).stat().st_size}
+                      for n, h in hashes.items()},
+            "data": dict(data)}
+    atomic_write(folder / META, json.dumps(meta, sort_keys=True, default=str).encode())
+    return Entry(folder, json.loads(json.dumps(dict(data), default=str)), hashes)
+
+
+def discard(folder: Path) -> None:
+    """Delete an entry: `meta.json` first (the entry stops existing), then the rest."""
+    (folder / META).unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check(folder: Path) -> tuple[Entry | None, str]:
+    """(the entry, "") when it verifies; (None, why) when not; (None, "") when absent."""
+    meta_path = folder / META
+    if not meta_path.is_file():
+        return None, ("incomplete (no meta.json)" if folder.is_dir() and any(folder.iterdir())
+                      else "")
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (OSError, ValueError) as exc:
+        return None, f"unreadable meta.json ({type(exc).__name__})"
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None, "meta.json of another format"
+    files, data = meta.get("files"), meta.get("data")
+    if not isinstance(files, dict) or not isinstance(data, dict):
+        return None, "meta.json without files/data"
+    hashes: dict[str, str] = {}
+    for name, info in files.items():
+        if not _safe_name(name) or name == META or not isinstance(info, dict):
+            return None, f"meta.json names an invalid file {name!r}"
+        path = folder / name
+        if not path.is_file() or path.is_symlink():
+            return None, f"{name} is missing"
+        if path.stat().st_size != info.get("size"):
+            return None, f"{name} has the wrong size (truncated or replaced)"
+        digest = sha256_file(path)
+        if digest != info.get("sha256"):
+            return None, f"{name} does not match its sha256"
+        hashes[name] = digest
+    return Entry(folder, data, hashes), ""
+
+
+def read_entry(folder: Path, log: Callable[[str], None]) -> Entry | None:
+    """The verified entry in `folder`, or None (rebuild it). A present but bad entry (missing,
+    truncated, unparseable or mismatching file) is discarded with one line through `log`."""
+    try:
+        entry, why = _check(folder)
+    except OSError as exc:
+        entry, why = None, f"unreadable ({type(exc).__name__}: {exc})"
+    if entry is None and why:
+        reject(folder, why, log)
+    return entry
+
+
+def reject(folder: Path, why: str, log: Callable[[str], None]) -> None:
+    """Discard a bad entry and say so in one line."""
+    log(f"cache: discarding {folder.parent.name}/{folder.name}: {why}; rebuilding")
+    discard(folder)
+
+
+def write_with(path: Path, write: Callable[[Path], Any]) -> Path:
+    """Let `write(tmp)` make the file at a temporary name beside `path` (an exporter that
+    takes a path), then move it into place atomically. Returns `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{_TMP}{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path

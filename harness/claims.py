@@ -1,0 +1,86 @@
+"""What a speedup may claim: faster, slower, or no measurable change against the noise floor.
+
+The noise floor of a (suite, model, target, batch) is the baseline timed against a second
+session of itself in the same run (the A/A row): its CI is the band a real change must clear.
+A speedup whose CI overlaps that band claims nothing ("no measurable speedup"), and a noisy
+measurement claims nothing either, whatever its point estimate. The terminal table, the HTML
+report and `harness compare` all word their rows through this one function, so they never
+disagree about what a number means.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.stats import overlaps
+
+NO_CHANGE = "no measurable speedup"
+
+
+def band_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row.get("suite"), row.get("model"), row.get("target"), row.get("batch_size"),
+            row.get("run_id"))
+
+
+def aa_bands(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[float, float]]:
+    """(suite, model, target, batch, run) -> the A/A CI of the baseline measured there."""
+    out = {}
+    for r in rows:
+        if r.get("method") == "baseline" and r.get("speedup_ci_low") is not None:
+            out[band_key(r)] = (float(r["speedup_ci_low"]), float(r["speedup_ci_high"]))
+    return out
+
+
+def band_for(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]
+             ) -> tuple[float, float]:
+    """The A/A band of the row's own run; else of any run of that model/target/batch; else
+    the point 1.0."""
+    if band_key(row) in bands:
+        return bands[band_key(row)]
+    for k, v in bands.items():
+        if k[:4] == band_key(row)[:4]:
+            return v
+    return (1.0, 1.0)
+
+
+def claim(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]) -> str:
+    """One of: "A/A" (the baseline itself), "noisy", "no CI" (a row from before schema 3),
+    "faster", "slower", or NO_CHANGE."""
+    if row.get("speedup") is None:
+        return ""
+    if row.get("method") == "baseline":
+        return "A/A"
+    if row.get("quality") == "noisy":
+        return "noisy"
+    if row.get("speedup_ci_low") is None:
+        return "no CI"
+    ci = (float(row["speedup_ci_low"]), float(row["speedup_ci_high"]))
+    band = band_for(row, bands)
+    if overlaps(ci, band):
+        return NO_CHANGE
+    return "faster" if ci[0] > band[1] else "slower"
+
+
+def fmt_speedup(row: dict[str, Any], unit: bool = True) -> str:
+    """`1.93x [1.88, 1.99]` (three significant figures), or `1.93x` for an old row."""
+    from harness.reports.table import fmt3
+
+    if row.get("speedup") is None:
+        return ""
+    text = f"{fmt3(row['speedup'])}" + ("x" if unit else "")
+    if row.get("speedup_ci_low") is not None:
+        text += f" [{fmt3(row['speedup_ci_low'])}, {fmt3(row['speedup_ci_high'])}]"
+    return text
+
+
+def note(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]) -> str:
+    """The words shown beside a speedup: the claim, and why when noisy or unscored."""
+    c = claim(row, bands)
+    parts = []
+    if c == "noisy":
+        parts.append(f"noisy: {row.get('quality_reason') or 'unknown reason'}")
+    elif c == "A/A" and row.get("quality") == "noisy":
+        parts.append(f"A/A, noisy: {row.get('quality_reason')}")
+    elif c:
+        parts.append(c)
+    return "; ".join(parts)
