@@ -59,6 +59,8 @@ class Context:
     seed: int = 0
     workdir: Path | None = None  # where a method may write its own artifacts (cached with it)
     calibration: Callable[[int], Any] | None = None  # n -> the first n calibration items
+    # the targets of this run (None: all): per-runtime toolchains (INT8) run only for these
+    targets: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -160,6 +160,12 @@ def _check(folder: Path) -> tuple[Entry | None, str]:
     return Entry(folder, data, hashes), ""
 
 
+def peek(folder: Path) -> bool:
+    """Does an entry look present (its meta.json exists)? For planning only: nothing is
+    verified or read; `read_entry` decides when the entry is used."""
+    return (folder / META).is_file()
+
+
 def read_entry(folder: Path, log: Callable[[str], None]) -> Entry | None:
     """The verified entry in `folder`, or None (rebuild it). A present but bad entry (missing,
     truncated, unparseable or mismatching file) is discarded with one line through `log`."""

@@ -1,4 +1,11 @@
-"""`harness`: list, run, report, export. Bad input = one line on stderr and exit code 2."""
+"""`harness`: list, run, report, export, compare.
+
+Exit codes people can script: 0 when every cell of a run is ok, 1 when any cell failed (after
+the whole sweep and the report, with a summary line), 2 for bad input: an unknown name, a
+malformed suite, missing data, or a store that cannot be used (one line on stderr each).
+Names from suite files and stores are text, never paths: a report folder is named through
+`harness.slug`. `report`, `export` and `compare` open the store read-only.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +47,8 @@ class ExportFormat(str, Enum):
 
 
 def fail(message: str) -> None:
-    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    err.print(f"error: {' '.join(message.split())}", markup=False, highlight=False,
+              soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -98,6 +106,11 @@ def run(
                                                          "(repeatable).")] = None,
     cache_dir: Annotated[Path | None, typer.Option(help="Checkpoints and exported models "
                                                         "(default: beside the store).")] = None,
+    executor: Annotated[str, typer.Option(help="local (this process) or ray (a Ray "
+                                               "cluster; pip install compressmark[ray]).")
+                        ] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto, or "
+                                                         "HOST:PORT of the head node.")] = None,
 ) -> None:
     """Run a suite: train/load baselines, compress, fine-tune, export, score and time, report."""
     from harness import suite as suites
@@ -111,6 +124,10 @@ def run(
         fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
     if threads is not None and threads < 1:
         fail("--threads must be >= 1")
+    if executor not in ("local", "ray"):
+        fail(f"unknown executor '{executor}' (choose from: local, ray)")
+    if ray_address is not None and executor != "ray":
+        fail("--ray-address needs --executor ray")
     s = suites.load(suite)
     if model:
         bad = [m for m in model if m not in s.models]
@@ -129,18 +146,174 @@ def run(
     if not runner.targets:
         fail("no usable target: " + "; ".join(f"{k}: {v}" for k, v in runner.skipped.items()))
     runner.load_data()
-    with _progress() as progress:
-        runner.ev = _events(progress, runner.total_cells())
-        run_id = runner.run()
     from harness.reports.html import render
+    from harness.slug import slug
     from harness.store import Store
 
-    st = Store(store)
-    print_table(console, st.rows(run_id=run_id))
-    out = render(st, s.name, report_dir or Path("reports") / s.name)
+    Store(store).close()  # a store that cannot be written is one line now, not after training
+    ex = None
+    if executor == "ray":
+        from harness.executors.ray import RayExecutor
+
+        ex = RayExecutor(ray_address)
+    with _progress() as progress:
+        runner.ev = _events(progress, runner.total_cells())
+        run_id = runner.run(ex)
+    st = Store(store, readonly=True)
+    rows, stored = _latest_rows(st, s.name, run_id, _planned(runner))
+    print_table(console, rows, stored)
+    out = render(st, s.name, report_dir or Path("reports") / slug(s.name))
+    this_run = st.rows(run_id=run_id)
     st.close()
     console.print(f"run {run_id}: stored in {store}, report {out}", markup=False,
                   highlight=False)
+    if _summary(this_run, len(stored)):
+        raise typer.Exit(1)
+
+
+def _planned(runner) -> list[str]:  # type: ignore[no-untyped-def]
+    """The cell keys of every cell this run covers, in sweep order (model, method, target)."""
+    return [runner.cell_key(m, r, t) for m in runner.o.suite.models
+            for r in runner.method_runs(m) for t in runner.targets]
+
+
+def _latest_rows(st, suite: str, run_id: str, planned: list[str]  # type: ignore[no-untyped-def]
+                 ) -> tuple[list[dict[str, object]], set[str]]:
+    """(rows, stored keys): for every planned cell, this run's rows; for a cell this run skipped,
+    the newest ok rows an earlier run stored (what the skip relied on), marked as stored."""
+    want = dict.fromkeys(planned)
+    groups: dict[str, dict[str, list[dict[str, object]]]] = {}
+    for r in st.rows(suite=suite, latest=False):
+        if r["cell_key"] in want:
+            groups.setdefault(r["cell_key"], {}).setdefault(r["run_id"], []).append(r)
+    rows: list[dict[str, object]] = []
+    stored: set[str] = set()
+    for key in want:
+        runs = groups.get(key)
+        if not runs:
+            continue
+        if run_id in runs:
+            rows += runs[run_id]
+            continue
+        ok = [g for g in runs.values() if g[0]["status"] == "ok"]
+        rows += (ok or list(runs.values()))[-1]
+        stored.add(key)
+    return rows, stored
+
+
+def _summary(rows: list[dict[str, object]], stored: int) -> int:
+    """Print "N ok, M failed" for this run's cells and each failure's first line; the number
+    of failed cells."""
+    status: dict[object, dict[str, object]] = {}
+    for r in rows:
+        status.setdefault(r["cell_key"], r)
+    failed = [r for r in status.values() if r["status"] != "ok"]
+    line = f"{len(status) - len(failed)} ok, {len(failed)} failed"
+    if stored:
+        line += f" ({stored} more stored by earlier runs, skipped)"
+    console.print(line, markup=False, highlight=False)
+    from harness.reports.table import method_label
+
+    for r in failed:
+        first = (str(r["error"] or "failed").splitlines() or ["failed"])[0]
+        console.print(f"FAILED {r['target']} {r['model']} {method_label(r)}: {first}",
+                      markup=False, highlight=False, soft_wrap=True)
+    return len(failed)
+
+
+@app.command()
+def plan(
+    suite: Annotated[str, typer.Option(help="Suite name or path to a suite TOML file.")],
+    profile: Annotated[str, typer.Option(help="smoke, quick or full.")] = "quick",
+    target: Annotated[list[str] | None, typer.Option(help="Target runtime; repeat for several "
+                                                          "(default: the suite's).")] = None,
+    store: Annotated[Path, typer.Option(help="SQLite result store (which cells are "
+                                             "finished).")] = DEFAULT_STORE,
+    cache_dir: Annotated[Path | None, typer.Option(help="Cache (which steps are cached; "
+                                                        "default: beside the store).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only these models.")] = None,
+    workers: Annotated[list[int] | None, typer.Option(help="CPU worker counts to estimate "
+                                                           "(default: 1 4 16 64).")] = None,
+    timing_nodes: Annotated[int, typer.Option(help="Nodes that time (one measurement "
+                                                   "each at a time).")] = 1,
+    gpu_speedup: Annotated[float, typer.Option(help="Assumed training speedup of a GPU "
+                                                    "worker over one CPU worker.")] = 20.0,
+    steps: Annotated[bool, typer.Option(help="List every step.")] = False,
+) -> None:
+    """Print the sweep's steps (which are cached), their measured-cost estimate, and the
+    makespan on N workers with the critical path."""
+    from harness import costs
+    from harness import plan as plans
+    from harness import suite as suites
+    from harness.runner import RunOptions, Runner
+    from harness.store import Store
+
+    from harness.suite import PROFILES
+
+    if profile not in PROFILES:
+        fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
+    s = suites.load(suite)
+    if model:
+        bad = [m for m in model if m not in s.models]
+        if bad:
+            fail(f"model '{bad[0]}' is not in suite {s.name} (choose from: {', '.join(s.models)})")
+        s = dataclasses.replace(s, models=tuple(model))
+    opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
+                      cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir)
+    runner = Runner(opts)
+    if store.exists():
+        st = Store(store)
+        p = plans.build(runner, st)
+        st.close()
+    else:
+        p = plans.build(runner, _EmptyStore())
+    err.print(f"measuring per-step costs of {', '.join(s.models)} on this machine ...",
+              markup=False, highlight=False)
+    per_model = {m: costs.measure_model(runner, m) for m in s.models}
+    secs = {st.key: costs.step_seconds(runner, st, per_model) for st in p.steps}
+    kinds: dict[str, list[float]] = {}
+    for st in p.steps:
+        kinds.setdefault(st.kind, []).append(secs[st.key])
+    console.print(f"{s.name} ({profile}): {len(p.steps)} steps to run, "
+                  f"{len(p.skipped)} cells already stored", markup=False, highlight=False)
+    for kind in plans.KINDS:
+        v = kinds.get(kind, [])
+        cached = sum(1 for st in p.steps if st.kind == kind and st.cached)
+        console.print(f"  {kind:<9} {len(v):>4} steps ({cached} cached)  "
+                      f"{_hms(sum(v))} estimated", markup=False, highlight=False)
+    for m, c in per_model.items():
+        fw = ", ".join(f"b={b} {1e3 * t:.2f} ms" for b, t in c.forward_s.items())
+        console.print(f"  measured {m}: train step {1e3 * c.train_step_s:.1f} ms, forward {fw},"
+                      f" export {c.export_s:.1f} s", markup=False, highlight=False)
+    if steps:
+        for st in p.steps:
+            console.print(f"  {st.label:<60} {'cached' if st.cached else '':<7} "
+                          f"{_hms(secs[st.key])}", markup=False, highlight=False)
+    console.print(f"local executor (one process): {_hms(sum(secs.values()))}", markup=False,
+                  highlight=False)
+    console.print(f"critical path: {_hms(costs.critical_path(p, secs))} on CPU, "
+                  f"{_hms(costs.critical_path(p, secs, gpu_speedup))} with GPU workers",
+                  markup=False, highlight=False)
+    for n in workers or [1, 4, 16, 64]:
+        cpu = costs.makespan(p, secs, n, timing_nodes)
+        gpu = costs.makespan(p, secs, n, timing_nodes, gpu_speedup)
+        console.print(f"  {n:>3} workers + {timing_nodes} timing node(s): {_hms(cpu)} CPU, "
+                      f"{_hms(gpu)} GPU (assumed {gpu_speedup:g}x training)", markup=False,
+                      highlight=False)
+
+
+class _EmptyStore:
+    def finished(self, cell_key: str) -> bool:
+        return False
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(round(seconds))
+    d, rem = divmod(seconds, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{sec:02d}"
 
 
 def _progress():  # type: ignore[no-untyped-def]
@@ -180,20 +353,18 @@ def report(
     store: Annotated[Path, typer.Option(help="SQLite result store.")] = DEFAULT_STORE,
     suite: Annotated[str | None, typer.Option(help="Suite to render (default: every suite "
                                                    "in the store).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder (default: reports/<suite>/).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (default: reports/<suite>/, "
+                                                  "the name made path-safe).")] = None,
 ) -> None:
-    """Re-render the HTML report and plots from the store alone."""
+    """Re-render the HTML report and plots from the store alone (read-only)."""
     from harness.reports.html import render
+    from harness.slug import slug
     from harness.store import Store
 
-    if not store.exists():
-        fail(f"no store at {store} (run `harness run` first, or pass --store)")
-    st = Store(store)
-    suites = sorted({r["suite"] for r in st.runs()})
-    if suite is not None and suite not in suites:
-        fail(f"suite '{suite}' has no results in {store} (choose from: {', '.join(suites) or 'none'})")
+    st = Store(store, readonly=True)
+    suites = _suites(st, store, suite)
     for name in [suite] if suite else suites:
-        dest = out if (out and suite) else (out or Path("reports")) / name
+        dest = out if (out and suite) else (out or Path("reports")) / slug(name)
         path = render(st, name, dest)
         console.print(f"{name}: {path}", markup=False, highlight=False)
     st.close()
@@ -215,9 +386,10 @@ def compare(
     from harness.reports.compare import render_html
     from harness.store import Store
 
-    if not store.exists():
-        fail(f"no store at {store} (run `harness run` first, or pass --store)")
-    st = Store(store)
+    from harness.slug import slug
+
+    st = Store(store, readonly=True)
+    _suites(st, store, None)
     rows, warnings = compare_runs(st, run_a, run_b)
     st.close()
     for w in warnings:
@@ -231,7 +403,7 @@ def compare(
         table.add_row(*(Text("" if r[c] is None else str(r[c])) for c in cols))
     console.print(table)
     path = render_html(rows, warnings, run_a, run_b,
-                       out or Path("reports") / f"compare-{run_a}-{run_b}.html")
+                       out or Path("reports") / f"compare-{slug(run_a)}-{slug(run_b)}.html")
     console.print(f"{len(rows)} matching measurements; {path}", markup=False, highlight=False)
 
 
@@ -251,9 +423,8 @@ def export(
     from harness.reports.tidy import SAMPLE_COLUMNS, samples_rows, to_csv, to_json, tidy_rows
     from harness.store import Store
 
-    if not store.exists():
-        fail(f"no store at {store} (run `harness run` first, or pass --store)")
-    st = Store(store)
+    st = Store(store, readonly=True)
+    _suites(st, store, suite)
     if samples:
         keep = {(r["cell_key"], r["run_id"]) for r in st.rows(suite=suite, latest=not all_runs)}
         raw = [s for s in st.samples(suite=suite) if (s["cell_key"], s["run_id"]) in keep]
@@ -270,12 +441,138 @@ def export(
         sys.stdout.write(text)
 
 
+class Objective(str, Enum):
+    fastest = "fastest"
+    smallest = "smallest"
+    most_accurate = "most-accurate"
+
+
+class AnswerFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def recommend(
+    target: Annotated[str, typer.Option(help="The target runtime to ship on.")],
+    store: Annotated[Path, typer.Option(help="SQLite result store.")] = DEFAULT_STORE,
+    suite: Annotated[str | None, typer.Option(help="Suite name or suite file (default: every "
+                                                   "suite in the store); its `budgets` are "
+                                                   "the defaults.")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only these models "
+                                                         "(repeatable).")] = None,
+    batch: Annotated[int, typer.Option(help="Batch size: 1 (latency) or the suite's larger "
+                                            "one (throughput).")] = 1,
+    max_accuracy_loss: Annotated[float | None, typer.Option(
+        help="Most accuracy lost vs the baseline on the target, in points (default: the "
+             "suite's budget, else 1).")] = None,
+    min_speedup: Annotated[float | None, typer.Option(
+        help="Least speedup, by the low end of its 95% CI.")] = None,
+    max_size_mb: Annotated[float | None, typer.Option(help="Largest exported model file, MB "
+                                                            "(10^6 bytes).")] = None,
+    max_latency_ms: Annotated[float | None, typer.Option(
+        help="Largest p50 time per call at --batch, ms.")] = None,
+    objective: Annotated[Objective, typer.Option(
+        help="fastest (highest speedup CI low), smallest (zlib-compressed model: INT8 and "
+             "sparsity both count) or most-accurate.")
+    ] = Objective.fastest,
+    format: Annotated[AnswerFormat, typer.Option(help="text or json.")] = AnswerFormat.text,
+) -> None:
+    """Which configuration to ship: per model, the best one within budgets (read-only).
+
+    Exit code 2 when nothing qualifies, with the closest misses and what each lacks."""
+    import json
+
+    from harness import recommend as rec
+    from harness import suite as suites
+    from harness.store import Store
+
+    st = Store(store, readonly=True)
+    held = _suites(st, store, None)
+    names = held
+    file_budgets: dict[str, rec.Budgets] = {}
+    if suite is not None and suite not in held:
+        if not Path(suite).is_file():
+            fail(f"suite {suite!r} has no results in {store} (choose from: {', '.join(held)})")
+        s = suites.load(suite)
+        if s.name not in held:
+            fail(f"suite {s.name!r} (from {suite}) has no results in {store} (choose from: "
+                 f"{', '.join(held)})")
+        file_budgets[s.name] = s.budgets or rec.Budgets()
+        names = [s.name]
+    elif suite is not None:
+        names = [suite]
+    runs = st.runs()
+    rows = {name: st.rows(suite=name) for name in names}
+    st.close()
+    measured = [r for rs in rows.values() for r in rs
+                if r["status"] == "ok" and r.get("speedup") is not None]
+    targets = sorted({str(r["target"]) for r in measured})
+    if target not in targets:
+        fail(f"target {target!r} has no measurements in {store} (choose from: "
+             f"{', '.join(targets) or 'none'})")
+    on_target = [r for r in measured if r["target"] == target]
+    held_models = sorted({str(r["model"]) for r in on_target})
+    for m in model or []:
+        if m not in held_models:
+            fail(f"model {m!r} has no measurements on {target} (choose from: "
+                 f"{', '.join(held_models)})")
+    batches = sorted({int(r["batch_size"]) for r in on_target
+                      if model is None or r["model"] in model})
+    if batch not in batches:
+        fail(f"batch size {batch} was not measured on {target} (choose from: "
+             f"{', '.join(map(str, batches))})")
+    flags = {"max_accuracy_loss": max_accuracy_loss, "min_speedup": min_speedup,
+             "max_size_mb": max_size_mb, "max_latency_ms": max_latency_ms}
+    answers: list[rec.Answer] = []
+    for name in names:
+        base = file_budgets.get(name) or rec.suite_budgets(
+            name, [r for r in runs if r["suite"] == name])[0]
+        try:
+            budgets = dataclasses.replace(base, **{k: v for k, v in flags.items()
+                                                   if v is not None})
+        except ValueError as exc:
+            field, _, why = str(exc).partition(" ")
+            fail(f"--{field.replace('_', '-')} {why}")
+        answers += rec.recommend(rows[name], target, batch, budgets, objective.value, model)
+    if format is AnswerFormat.json:
+        sys.stdout.write(json.dumps([a.as_dict() for a in answers], indent=1) + "\n")
+    else:
+        sys.stdout.write(rec.render_text(answers))
+    if not any(a.ok for a in answers):
+        err.print(f"nothing qualifies on {target} at batch {batch} "
+                  f"({answers[0].budgets.describe() if answers else 'no rows'}); "
+                  "the closest misses are listed", markup=False, highlight=False,
+                  soft_wrap=True)
+        raise typer.Exit(2)
+
+
+def _suites(st, store: Path, suite: str | None) -> list[str]:  # type: ignore[no-untyped-def]
+    """The suites a store holds results for; an empty store, or a `suite` it does not hold, is
+    one line naming what exists."""
+    suites = sorted({str(r["suite"]) for r in st.runs()})
+    if not suites:
+        fail(f"store {store} holds no runs yet (run `harness run` first, or pass --store)")
+    if suite is not None and suite not in suites:
+        fail(f"suite {suite!r} has no results in {store} (choose from: {', '.join(suites)})")
+    return suites
+
+
 def main() -> None:
-    """Console entry point: any usage error (ours or the CLI parser's) is one line, exit 2."""
+    """Console entry point: any usage error (ours or the CLI parser's) is one line, exit 2;
+    so is a store that fails after it was opened (locked past the timeout, disk full)."""
+    import sqlite3
+
     try:
         code = app(standalone_mode=False)
     except UsageError as exc:
         _one_line(str(exc))
+    except sqlite3.Error as exc:
+        from harness.store import TIMEOUT_ENV
+
+        hint = (f" (another process held it too long; set {TIMEOUT_ENV} to wait longer)"
+                if "locked" in str(exc) or "busy" in str(exc) else "")
+        _one_line(f"result store: {exc}{hint}")
     except Exception as exc:
         # click's / typer's own usage errors (typer >= 0.2x vendors click): exit_code 2
         if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import __version__, cache, modeldata, quality, stats, sysinfo
+from harness import __version__, cache, faults, modeldata, quality, stats, sysinfo
 from harness.api import Artifact, Compressed, Context, TargetArtifact, build_model
 from harness.errors import UsageError
+from harness import export
 from harness.export import to_onnx
 from harness.metrics import byte_sizes, file_sizes, model_metrics
 from harness.registry import DATASETS, METHODS, MODELS, TARGETS
@@ -39,7 +40,7 @@ from harness.scoring import ClassifyScorer, DetectScorer
 from harness.slug import slug
 from harness.train import Recipe, eval_arrays, fit, predict_logits
 
-TRAIN_CODE_VERSION = "1"  # bump when harness/train.py changes what a recipe produces
+TRAIN_CODE_VERSION = "2"  # bump when a recipe would produce other weights (2: seeded init)
 # bump when what a measurement stores changes (2: paired CI, quality, floors, raw samples)
 MEASURE_VERSION = "2"
 
@@ -72,6 +73,18 @@ class Events:
     stage: Callable[[str], None] = lambda text: None
     train: Callable[[float], None] = lambda frac: None
     log: Callable[[str], None] = lambda text: None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step hands back to the driver: plain data only (Ray serialises it). A measure
+    step's cells are (cell row, measurements, raw samples); a compute step has none, or the
+    one-line error that fails every cell needing it."""
+
+    key: str
+    cells: list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = field(
+        default_factory=list)
+    error: str | None = None
 
 
 @dataclass
@@ -141,6 +154,13 @@ class Runner:
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self._refs: dict[tuple[str, str, int], Any] = {}
         self.estimator = stats.ESTIMATOR
+        export.use_store(opts.cache_dir / "exports")  # one export per distinct network
+        self._baselines: dict[str, tuple[Prepared, float]] = {}
+        self._last: tuple[Any, tuple[Prepared, dict[str, Any]]] | None = None
+        # where this process times: recorded with every cell (a Ray worker adds its node id)
+        self.node: dict[str, Any] = {"host": self.machine.get("hostname"),
+                                     "cpu": self.machine.get("cpu"),
+                                     "cores_usable": self.machine.get("cores_usable")}
         self._data: tuple[Any, Any] | None = None
 
     def load_data(self) -> tuple[Any, Any]:
@@ -173,12 +193,32 @@ class Runner:
                               for k, v in options.items()}
         return digest(key)
 
+    def per_target(self, run: MethodRun) -> bool:
+        """Does the method make per-runtime artifacts (INT8), so that what it builds depends
+        on the run's targets?"""
+        from harness.methods.pipeline import parse_step
+
+        names = [run.method]
+        if run.method == "pipeline":
+            names = [parse_step(s)[0] for s in METHODS.get("pipeline").Config(**run.config).steps]
+        return any(getattr(METHODS.get(n), "per_target", False) for n in names)
+
     def compressed_key(self, model: str, run: MethodRun) -> str:
         method = METHODS.get(run.method)
-        return digest({"baseline": self.baseline_key(model), "method": run.method,
-                       "config": run.config, "version": method.version,
-                       "finetune": self.profile.finetune, "harness": __version__,
-                       "eval_samples": self.profile.eval_samples})  # the cached accuracies
+        key = {"baseline": self.baseline_key(model), "method": run.method,
+               "config": run.config, "version": method.version,
+               "finetune": self.profile.finetune, "harness": __version__,
+               "eval_samples": self.profile.eval_samples}  # the cached accuracies
+        if self.per_target(run):  # INT8 toolchains run only for the run's targets
+            key["toolchains"] = sorted(self.targets)
+        return digest(key)
+
+    def baseline_folder(self, model: str) -> Path:
+        return self.o.cache_dir / "baselines" / slug(f"{model}-{self.baseline_key(model)}")
+
+    def compressed_folder(self, model: str, run: MethodRun) -> Path:
+        key = self.compressed_key(model, run)
+        return self.o.cache_dir / "compressed" / slug(f"{model}-{run.method}-{key}")
 
     def cell_key(self, model: str, run: MethodRun, target: str) -> str:
         t = TARGETS.get(target)()
@@ -191,74 +231,119 @@ class Runner:
 
     # ---- the sweep --------------------------------------------------------------------------
 
-    def run(self) -> str:
+    def settings(self) -> dict[str, Any]:
+        """The run's settings as stored in `runs.settings`."""
+        return {"profile": dataclasses.asdict(self.profile), "threads": self.threads,
+                "targets": self.targets, "skipped_targets": self.skipped,
+                "device": self.o.device, "estimator": self.estimator,
+                "confidence": stats.CONFIDENCE, "bootstrap_resamples": stats.BOOTSTRAP,
+                "quality": {"max_other_cpu": quality.MAX_OTHER_CPU,
+                            "max_steal": quality.MAX_STEAL,
+                            "max_ci_half_width": quality.MAX_CI_HALF_WIDTH,
+                            "retries": quality.RETRIES},
+                "scoring_floors": {"calls": quality.MIN_SCORED_CALLS,
+                                   "seconds": quality.MIN_SCORED_SECONDS,
+                                   "rounds": quality.MIN_SCORED_ROUNDS}}
+
+    def run(self, executor: Any = None) -> str:
+        """Plan the sweep, let the executor run its steps, and store every cell it returns:
+        this process is the store's only writer (one transaction per cell)."""
+        from harness import plan as plans
+        from harness.executors.local import LocalExecutor
+
         suite = self.o.suite
-        train_ds, test_ds = self.load_data()
         store = Store(self.o.store)
-        settings = {"profile": dataclasses.asdict(self.profile), "threads": self.threads,
-                    "targets": self.targets, "skipped_targets": self.skipped,
-                    "device": self.o.device, "estimator": self.estimator,
-                    "confidence": stats.CONFIDENCE, "bootstrap_resamples": stats.BOOTSTRAP,
-                    "quality": {"max_other_cpu": quality.MAX_OTHER_CPU,
-                                "max_steal": quality.MAX_STEAL,
-                                "max_ci_half_width": quality.MAX_CI_HALF_WIDTH,
-                                "retries": quality.RETRIES},
-                    "scoring_floors": {"calls": quality.MIN_SCORED_CALLS,
-                                       "seconds": quality.MIN_SCORED_SECONDS,
-                                       "rounds": quality.MIN_SCORED_ROUNDS}}
+        executor = executor or LocalExecutor()
+        settings = {**self.settings(), "executor": executor.describe()}
         store.start_run(self.run_id, suite=suite.name, profile=self.o.profile,
                         harness_version=__version__, git_commit=sysinfo.git_commit(),
                         command=self.o.command, machine=self.machine, versions=self.versions,
                         settings=settings)
         try:
-            for model_name in suite.models:
-                self._model(store, model_name, train_ds, test_ds)
+            plan = plans.build(self, store)
+            for model, run, t in plan.skipped:
+                self.ev.cell(f"{model} {run.label} {t} (stored, skipped)")
+            for result in executor.run(self, plan):
+                for cell, meas, samples in result.cells:
+                    faults.checkpoint("store-write")
+                    store.put_cell(cell, meas, samples)
+                    status = ("ok" if cell["status"] == "ok"
+                              else "FAILED: " + (cell["error"] or "").splitlines()[0])
+                    self.ev.cell(f"{cell['model']} {_label(cell)} {cell['target']} {status}")
         finally:
             store.finish_run(self.run_id)
             store.close()
         return self.run_id
 
-    def _model(self, store: Store, model_name: str, train_ds: Any, test_ds: Any) -> None:
-        spec = MODELS.get(model_name)
-        baseline: Prepared | None = None
-        base_top1: float | None = None
-        for run in self.method_runs(model_name):
-            keys = {t: self.cell_key(model_name, run, t) for t in self.targets}
-            todo = [t for t in self.targets if self.o.force or not store.finished(keys[t])]
-            for t in self.targets:
-                if t not in todo:
-                    self.ev.cell(f"{model_name} {run.label} {t} (stored, skipped)")
-            if not todo:
-                continue
-            started = time.perf_counter()
-            try:
-                if baseline is None:
-                    self.ev.stage(f"{model_name}: baseline")
-                    baseline, base_top1 = self._baseline(spec, train_ds, test_ds)
-                prepared, accs = self._compress(spec, run, baseline, base_top1, train_ds, test_ds)
-            except Exception as exc:  # the sweep goes on; the cells remember why
-                err = _error(exc)
-                for t in todo:
-                    store.put_cell(self._cell_row(model_name, run, t, keys[t], status="failed",
-                                                  error=err, started=started), [])
-                    self.ev.cell(f"{model_name} {run.label} {t} FAILED: {err.splitlines()[0]}")
-                continue
-            for t in todo:
-                started = time.perf_counter()
-                try:
-                    row, meas, samples = self._measure(spec, t, prepared, baseline, test_ds,
-                                                       aa=run.method == "baseline")
-                    cell = self._cell_row(model_name, run, t, keys[t], status="ok", error=None,
-                                          started=started, prepared=prepared, baseline=baseline,
-                                          accs=accs, **row)
-                except Exception as exc:
-                    cell = self._cell_row(model_name, run, t, keys[t], status="failed",
-                                          error=_error(exc), started=started, prepared=prepared,
-                                          baseline=baseline, accs=accs)
-                    meas, samples = [], []
-                store.put_cell(cell, meas, samples)
-                status = "ok" if cell["status"] == "ok" else "FAILED: " + cell["error"].splitlines()[0]
-                self.ev.cell(f"{model_name} {run.label} {t} {status}")
+    # ---- one step, in this process (the local executor calls this directly; the Ray
+    # executor calls it in a worker, on a Runner built from the same options) --------------
+
+    def execute(self, step: Any) -> StepResult:
+        """Run one step; return its cells (measure) as plain data, or the error of a compute
+        step (the driver then fails the cells that needed it). Never writes the store."""
+        train_ds, test_ds = self.load_data()
+        spec = MODELS.get(step.model)
+        try:
+            if step.kind == "baseline":
+                self._ensure_baseline(spec, train_ds, test_ds, force=self.o.force)
+                return StepResult(step.key)
+            if step.kind == "compress":
+                self._ensure_compressed(spec, step.run, train_ds, test_ds, force=self.o.force)
+                return StepResult(step.key)
+        except Exception as exc:  # the sweep goes on; the cells that needed it say why
+            return StepResult(step.key, error=_error(exc))
+        return StepResult(step.key, cells=[self._measure_cell(spec, step, train_ds, test_ds)])
+
+    def failed_cell(self, step: Any, error: str) -> tuple[dict[str, Any], list[Any], list[Any]]:
+        """The stored row of a measure step that could not run because a step it needs
+        failed."""
+        return (self._cell_row(step.model, step.run, step.target, step.key, status="failed",
+                               error=error, started=time.perf_counter()), [], [])
+
+    def _ensure_baseline(self, spec: Any, train_ds: Any, test_ds: Any, force: bool = False
+                         ) -> tuple[Prepared, float]:
+        if spec.name not in self._baselines:
+            self.ev.stage(f"{spec.name}: baseline")
+            self._baselines[spec.name] = self._baseline(spec, train_ds, test_ds, force=force)
+        return self._baselines[spec.name]
+
+    def _ensure_compressed(self, spec: Any, run: MethodRun, train_ds: Any, test_ds: Any,
+                           force: bool = False) -> tuple[Prepared, dict[str, Any]]:
+        baseline, base_top1 = self._ensure_baseline(spec, train_ds, test_ds)
+        if run.method == "baseline":
+            return baseline, {"top1_baseline": base_top1, "top1_pruned": base_top1,
+                              "top1_retrained": base_top1}
+        key = (spec.name, self.compressed_key(spec.name, run))
+        if self._last is None or self._last[0] != key:
+            self._last = None  # one compressed model in memory at a time
+            faults.checkpoint("compress")
+            self._last = (key, self._compress(spec, run, baseline, base_top1, train_ds,
+                                              test_ds, force=force))
+        return self._last[1]
+
+    def _measure_cell(self, spec: Any, step: Any, train_ds: Any, test_ds: Any
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+        started = time.perf_counter()
+        run, t = step.run, step.target
+        try:
+            baseline, _ = self._ensure_baseline(spec, train_ds, test_ds)
+            prepared, accs = self._ensure_compressed(spec, run, train_ds, test_ds)
+        except Exception as exc:
+            return self.failed_cell(step, _error(exc))
+        try:
+            faults.checkpoint("measure")
+            row, meas, samples = self._measure(spec, t, prepared, baseline, test_ds,
+                                               aa=run.method == "baseline")
+            cell = self._cell_row(spec.name, run, t, step.key, status="ok", error=None,
+                                  started=started, prepared=prepared, baseline=baseline,
+                                  accs=accs, **row)
+        except Exception as exc:
+            cell = self._cell_row(spec.name, run, t, step.key, status="failed",
+                                  error=_error(exc), started=started, prepared=prepared,
+                                  baseline=baseline, accs=accs)
+            meas, samples = [], []
+        cell["node"] = self.node
+        return cell, meas, samples
 
     def _cell_row(self, model: str, run: MethodRun, target: str, key: str, *, status: str,
                   error: str | None, started: float, prepared: Prepared | None = None,
@@ -317,24 +402,32 @@ class Runner:
                            tuple(self.dataset.input_shape),
                            self.o.suite.model_options.get(name) if options else None)
 
-    def _baseline(self, spec: Any, train_ds: Any, test_ds: Any) -> tuple[Prepared, float]:
+    def _seeded(self, name: str) -> torch.nn.Module:
+        """The baseline's initial weights from the suite's seed: a process that drew other
+        random numbers first (a Ray worker, a resumed sweep) must start from the same ones."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.o.suite.seed)
+            return self._fresh(name)
+
+    def _baseline(self, spec: Any, train_ds: Any, test_ds: Any, force: bool = False
+                  ) -> tuple[Prepared, float]:
         """The trained baseline: its weights come from a verified cache entry (safetensors) or
         are trained and stored; `--force` always retrains. ONNX export, metrics and accuracy
         are redone every run (the export is written atomically)."""
-        folder = self.o.cache_dir / "baselines" / slug(
-            f"{spec.name}-{self.baseline_key(spec.name)}")
-        model = self._fresh(spec.name)
-        entry = None if self.o.force else cache.read_entry(folder, self.ev.log)
+        folder = self.baseline_folder(spec.name)
+        model = self._seeded(spec.name)
+        entry = None if force else cache.read_entry(folder, self.ev.log)
         if entry is not None:
             try:
                 modeldata.load_state(model, entry.read_bytes(WEIGHTS))
                 self.ev.log(f"{spec.name}: cached baseline {folder}")
             except Exception as exc:  # a cache problem is a cache miss, never a failed cell
                 cache.reject(folder, f"cannot load its weights ({_error(exc)})", self.ev.log)
-                entry, model = None, self._fresh(spec.name)
+                entry, model = None, self._seeded(spec.name)
         if entry is None:
             cache.discard(folder)
             self.ev.stage(f"{spec.name}: training baseline")
+            faults.checkpoint("baseline-train")
             fit(model, train_ds, self.profile.train, device=self.o.device, loss_fn=self.loss,
                 seed=self.o.suite.seed, progress=self.ev.train)
             try:
@@ -353,11 +446,11 @@ class Runner:
         return prepared, acc
 
     def _compress(self, spec: Any, run: MethodRun, baseline: Prepared, base_top1: float | None,
-                  train_ds: Any, test_ds: Any) -> tuple[Prepared, dict[str, Any]]:
+                  train_ds: Any, test_ds: Any, force: bool = False
+                  ) -> tuple[Prepared, dict[str, Any]]:
         method_cls = METHODS.get(run.method)
-        key = self.compressed_key(spec.name, run)
-        folder = self.o.cache_dir / "compressed" / slug(f"{spec.name}-{run.method}-{key}")
-        if not self.o.force:
+        folder = self.compressed_folder(spec.name, run)
+        if not force:
             hit = self._cached(spec, run, folder)
             if hit is not None:
                 return hit
@@ -375,7 +468,7 @@ class Runner:
                       train_epochs=self.profile.train.epochs,
                       evaluate=lambda m: self._evaluate(m, test_ds), log=self.ev.log,
                       seed=self.o.suite.seed, workdir=folder,
-                      calibration=self.dataset.calibration)
+                      calibration=self.dataset.calibration, targets=tuple(self.targets))
         method = method_cls()
         comp: Compressed = method.apply(model, method_cls.Config(**run.config), ctx)
         module = comp.model
@@ -505,6 +598,7 @@ class Runner:
         shape = tuple(self.dataset.input_shape)
         self.ev.stage(f"export {folder.name}")
         onnx = None
+        faults.checkpoint("export")
         if not artifacts:
             onnx = cache.write_with(folder / ONNX, lambda tmp: to_onnx(module, shape, tmp))
         metrics = model_metrics(module, shape)
@@ -679,6 +773,10 @@ def _timing_input(x_all: np.ndarray, batch: int) -> np.ndarray:
     reps = -(-batch // len(x_all))
     x = np.concatenate([x_all] * reps)[:batch] if reps > 1 else x_all[:batch]
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _label(cell: dict[str, Any]) -> str:
+    return MethodRun(cell["method"], dict(cell.get("method_config") or {})).label
 
 
 def _error(exc: BaseException) -> str:

@@ -12,6 +12,7 @@ the newest ok row is the current result.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import zlib
 from datetime import UTC, datetime
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.errors import UsageError
 
 SCHEMA_VERSION = 3
 
@@ -37,7 +40,7 @@ CREATE TABLE IF NOT EXISTS cells (
     flops_effective INTEGER, size_bytes INTEGER, size_compressed_bytes INTEGER,
     compression_ratio REAL, flops_ratio REAL, layers TEXT, info TEXT, target_versions TEXT,
     created TEXT, duration_s REAL, metric TEXT, postprocess_ms REAL,
-    macs INTEGER, runtime_settings TEXT,
+    macs INTEGER, runtime_settings TEXT, node TEXT,
     PRIMARY KEY (cell_key, run_id)
 );
 CREATE TABLE IF NOT EXISTS measurements (
@@ -74,11 +77,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "scored INTEGER", "unscored_reason TEXT", "first_call_ms REAL", "window TEXT",
         "attempts INTEGER"))
     + ("ALTER TABLE cells ADD COLUMN macs INTEGER",
-       "ALTER TABLE cells ADD COLUMN runtime_settings TEXT"),
+       "ALTER TABLE cells ADD COLUMN runtime_settings TEXT",
+       "ALTER TABLE cells ADD COLUMN node TEXT"),
 )
 
 JSON_COLUMNS = ("method_config", "layers", "info", "target_versions", "machine", "versions",
-                "settings", "window", "runtime_settings")
+                "settings", "window", "runtime_settings", "node")
 
 
 def now() -> str:
@@ -86,32 +90,123 @@ def now() -> str:
 
 
 class Store:
-    """A SQLite file. Opening creates the schema; a newer schema than this code is refused."""
+    """A SQLite file. Opening creates the schema; a newer schema than this code is refused.
 
-    def __init__(self, path: Path | str) -> None:
+    `readonly` opens the file as SQLite's read-only URI (`mode=ro`): nothing is created or
+    migrated in it. A read-only open of an older schema migrates an in-memory copy instead, so
+    `report`, `export` and `compare` read old stores without touching them. Every problem at
+    open time (not SQLite, a directory, unwritable, locked past the timeout, empty when only
+    read) is a one-line UsageError naming the store.
+    """
+
+    def __init__(self, path: Path | str, readonly: bool = False) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
+        self.readonly = readonly
+        self.timeout = store_timeout()
+        if self.path.is_dir():
+            raise UsageError(f"store {self.path} is a directory, not a file (pass a file path, "
+                             "e.g. --store results.db)")
+        if readonly and not self.path.is_file():
+            raise UsageError(f"no store at {self.path} (run `harness run` first, or pass "
+                             "--store)")
+        db: sqlite3.Connection | None = None
+        try:
+            if readonly:
+                db = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=self.timeout)
+            else:
+                for folder in self.path.parents:
+                    if folder.exists() and not folder.is_dir():
+                        raise UsageError(f"store {self.path}: {folder} is a file, not a folder; "
+                                         "pass another --store")
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = sqlite3.connect(self.path, timeout=self.timeout)
+            self.db = db
+            self.db.row_factory = sqlite3.Row
+            if readonly:
+                self._open_readonly()
+            else:  # refuse what is not ours before anything (WAL mode) changes the file
+                self._check_ours()
+                row = self._meta_version()
+                if row is not None:
+                    self._version(row)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self._prepare()
+                self.db.execute("BEGIN IMMEDIATE")  # a writer can get in: fail now, not later
+                self.db.rollback()
+        except (sqlite3.Error, OSError, UsageError) as exc:
+            if db is not None:
+                db.close()
+            if isinstance(exc, UsageError):
+                raise
+            raise store_error(self.path, exc, self.timeout) from None
+
+    def _prepare(self) -> None:
+        """Create the schema (or migrate an older one to this version) in `self.db`."""
         with self.db:
             self.db.executescript(SCHEMA)
             row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                 (str(SCHEMA_VERSION),))
-            elif int(row[0]) < SCHEMA_VERSION:
-                for step in MIGRATIONS[int(row[0]) - 1 :]:
+                return
+            version = self._version(row[0])
+            if version < SCHEMA_VERSION:
+                for step in MIGRATIONS[version - 1 :]:
                     for sql in step:
                         if not self._has_column(sql):
                             self.db.execute(sql)
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
                                 (str(SCHEMA_VERSION),))
-            elif int(row[0]) > SCHEMA_VERSION:
-                from harness.errors import UsageError
 
-                raise UsageError(f"store {self.path} has schema {row[0]}; this harness reads "
-                                 f"up to {SCHEMA_VERSION}: upgrade compressmark")
+    def _version(self, value: Any) -> int:
+        """The stored schema version; a newer one than this code reads is refused."""
+        try:
+            version = int(value)
+        except (TypeError, ValueError):
+            raise UsageError(f"store {self.path} has an unreadable schema version {value!r}: "
+                             "not a CompressMark store") from None
+        if version > SCHEMA_VERSION:
+            raise UsageError(f"store {self.path} has schema {version}; this harness reads "
+                             f"up to {SCHEMA_VERSION}: upgrade compressmark")
+        if version < 1:
+            raise UsageError(f"store {self.path} has schema {version}: not a CompressMark store")
+        return version
+
+    def _meta_version(self) -> Any:
+        """The stored schema version, None where there is no meta table or row yet."""
+        if "meta" not in self._tables():
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        return None if row is None else row[0]
+
+    def _tables(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+    def _check_ours(self) -> None:
+        """Refuse a SQLite file of another program (tables, none of them ours): writing the
+        schema into it would change someone else's database."""
+        tables = self._tables()
+        if tables and "meta" not in tables:
+            raise UsageError(f"store {self.path} is a SQLite database of another program (tables: "
+                             f"{', '.join(sorted(tables)[:5])}); pass another --store")
+
+    def _open_readonly(self) -> None:
+        """Check a read-only store holds results; migrate an older schema in memory."""
+        tables = self._tables()
+        if not tables:
+            raise UsageError(f"store {self.path} is empty: no results yet (run `harness run` "
+                             "first, or pass another --store)")
+        self._check_ours()
+        row = self._meta_version()
+        if row is None:
+            raise UsageError(f"store {self.path} has no schema version: not a CompressMark store")
+        if self._version(row) < SCHEMA_VERSION:
+            copy = sqlite3.connect(":memory:")
+            self.db.backup(copy)
+            self.db.close()
+            self.db = copy
+            self.db.row_factory = sqlite3.Row
+            self._prepare()
 
     def _has_column(self, alter: str) -> bool:
         """Is the column an `ALTER TABLE t ADD COLUMN c ...` would add already there (a table
@@ -224,6 +319,54 @@ class Store:
             + " ORDER BY c.created, c.rowid, m.batch_size"
         )
         return [_decode(r) for r in self.db.execute(sql, args)]
+
+
+TIMEOUT_ENV = "COMPRESSMARK_STORE_TIMEOUT"
+DEFAULT_TIMEOUT = 30.0  # seconds a store open or write waits for another process's lock
+
+
+def store_timeout() -> float:
+    """How long to wait for a locked store: $COMPRESSMARK_STORE_TIMEOUT seconds, else 30."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        raise UsageError(f"{TIMEOUT_ENV}={raw!r} must be a number of seconds >= 0")
+    return value
+
+
+def _readonly_uri(path: Path) -> str:
+    """SQLite's URI for opening `path` read-only (nothing is created, nothing is written)."""
+    from urllib.parse import quote
+
+    return f"file:{quote(str(path.resolve()))}?mode=ro"
+
+
+def store_error(path: Path, exc: BaseException, timeout: float) -> UsageError:
+    """One line for a store that cannot be used, saying what is wrong and what to do."""
+    text = " ".join(str(exc).split())
+    low = text.lower()
+    if isinstance(exc, OSError):
+        why = exc.strerror or text
+        return UsageError(f"store {path}: cannot create its folder {path.parent} ({why}); "
+                          "pass another --store")
+    if "not a database" in low or "malformed" in low:
+        return UsageError(f"store {path} is not a SQLite database ({text}); pass another "
+                          "--store, or move the file away")
+    if "locked" in low or "busy" in low:
+        return UsageError(f"store {path} is locked by another process (waited {timeout:g} s; "
+                          f"set {TIMEOUT_ENV} to wait longer)")
+    if "readonly" in low or "read-only" in low:
+        return UsageError(f"store {path} cannot be written ({text}); check its permissions or "
+                          "pass another --store")
+    if "unable to open" in low:
+        return UsageError(f"store {path} cannot be opened ({text}): check the path and its "
+                          "folder's permissions, or pass another --store")
+    return UsageError(f"store {path}: {text}")
 
 
 def _decode(row: sqlite3.Row) -> dict[str, Any]:

@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError, unknown
+from harness.recommend import Budgets
 from harness.registry import DATASETS, METHODS, MODELS
 from harness.timing import TimingConfig
 from harness.train import Recipe
+from harness.typecheck import check, check_fields, hints, kind, show, table
 
 PROFILES = ("smoke", "quick", "full")
 SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "model_options",
-              "methods", "profiles", "targets", "seed"}
+              "methods", "profiles", "targets", "seed", "budgets"}
 PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
 TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads", "max_seconds",
                "min_seconds", "spinning"}
@@ -95,6 +97,9 @@ class Suite:
     model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     path: str = ""
+    # what `harness recommend` and the report's verdict panel hold configurations to
+    # (None: not declared, the defaults of harness.recommend.Budgets apply)
+    budgets: Budgets | None = None
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -136,32 +141,54 @@ def _check_keys(d: dict[str, Any], valid: set[str], where: str) -> None:
         raise UsageError(f"{where}: unknown key '{bad[0]}' (valid: {', '.join(sorted(valid))})")
 
 
-def _expand(entry: dict[str, Any], where: str) -> list[MethodRun]:
+def _names(value: Any, key: str, where: str, *, empty: bool = False) -> tuple[str, ...]:
+    """A list of names (models, targets): strings, none twice, non-empty unless `empty`."""
+    check(value, list[str], key, where)
+    if not value and not empty:
+        raise UsageError(f"{where}: {key!r} must list at least one name")
+    twice = sorted({v for v in value if value.count(v) > 1})
+    if twice:
+        raise UsageError(f"{where}: {key!r} lists {show(twice[0])} twice")
+    return tuple(value)
+
+
+def _expand(entry: Any, where: str) -> list[MethodRun]:
+    entry = table(entry, where, "a table (a [[methods]] entry with a name)")
     _check_keys(entry, METHOD_KEYS, where)
     if "name" not in entry:
         raise UsageError(f"{where}: missing key 'name'")
+    check(entry["name"], str, "name", where)
     method = METHODS.get(entry["name"])
-    only = tuple(entry["models"]) if "models" in entry else None
+    only = _names(entry["models"], "models", where) if "models" in entry else None
     for m in only or ():
         MODELS.get(m)
-    fixed = dict(entry.get("config", {}))
-    grid = dict(entry.get("grid", {}))
+    fixed = dict(table(entry.get("config", {}), f"{where}.config"))
+    grid = dict(table(entry.get("grid", {}), f"{where}.grid"))
     fields = {f.name for f in dataclasses.fields(method.Config)}
     for key in (*fixed, *grid):
         if key not in fields:
-            raise UsageError(f"{where}: method '{entry['name']}' has no option '{key}' "
+            raise UsageError(f"{where}: method '{entry['name']}' has no option {key!r} "
                              f"(valid: {', '.join(sorted(fields)) or 'none'})")
     for key, values in grid.items():
         if not isinstance(values, list) or not values:
-            raise UsageError(f"{where}: grid '{key}' must be a non-empty list")
+            raise UsageError(f"{where}: grid {key!r} must be a non-empty list, not "
+                             f"{show(values)} ({kind(values)})")
+    known = hints(method.Config)
+    for key, value in fixed.items():
+        if key in known:
+            check(value, known[key], key, where)
+    for key, values in grid.items():
+        for value in values if key in known else ():
+            check(value, known[key], key, f"{where} grid")
     runs = []
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):
         cfg = {**fixed, **dict(zip(keys, combo, strict=True))}
         try:
             method.Config(**cfg)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"{where}: bad config {cfg} for '{entry['name']}': {exc}") from None
+        except Exception as exc:  # a Config's own checks: any failure is a bad config
+            raise UsageError(f"{where}: bad config {show(cfg, 200)} for '{entry['name']}': "
+                             f"{exc}") from None
         runs.append(MethodRun(entry["name"], cfg, only))
     return runs
 
@@ -186,24 +213,34 @@ def with_scratch_controls(runs: list[MethodRun]) -> list[MethodRun]:
     return out
 
 
-def _profile(name: str, d: dict[str, Any], where: str) -> Profile:
+def _profile(name: str, d: Any, where: str) -> Profile:
+    d = table(d, where)
     _check_keys(d, PROFILE_KEYS, where)
-    timing = dict(d.get("timing", {}))
+    timing = dict(table(d.get("timing", {}), f"{where}.timing"))
     _check_keys(timing, TIMING_KEYS, f"{where}.timing")
+    check_fields(Timing, timing, f"{where}.timing")
     if "batch_sizes" in timing:
-        timing["batch_sizes"] = tuple(int(b) for b in timing["batch_sizes"])
+        timing["batch_sizes"] = tuple(timing["batch_sizes"])
         if not timing["batch_sizes"] or min(timing["batch_sizes"]) < 1:
-            raise UsageError(f"{where}.timing: batch_sizes must be positive integers")
+            raise UsageError(f"{where}.timing: batch_sizes must be positive integers, not "
+                             f"{show(list(timing['batch_sizes']))}")
+    if timing.get("threads", 1) < 1:
+        raise UsageError(f"{where}.timing: threads must be >= 1, not {timing['threads']}")
     try:
         t = Timing(**timing)
         t.config()
     except (TypeError, ValueError) as exc:
         raise UsageError(f"{where}.timing: {exc}") from None
+    eval_samples = d.get("eval_samples")
+    if eval_samples is not None:
+        check(eval_samples, int, "eval_samples", where)
+        if eval_samples < 1:
+            raise UsageError(f"{where}: eval_samples must be >= 1, not {eval_samples}")
     return Profile(
         name=name,
         train=Recipe.from_dict(d.get("train", {}), f"{where}.train"),
         finetune=Recipe.from_dict(d.get("finetune", {}), f"{where}.finetune"),
-        eval_samples=d.get("eval_samples"),
+        eval_samples=eval_samples,
         timing=t,
     )
 
@@ -218,42 +255,100 @@ def _model_options(raw: Any, models: tuple[str, ...], where: str) -> dict[str, d
     out = {}
     for model, opts in raw.items():
         if model not in models:
-            raise UsageError(f"{where}: model_options for '{model}', which is not among the "
+            raise UsageError(f"{where}: model_options for {model!r}, which is not among the "
                              f"suite's models (choose from: {', '.join(models)})")
-        params = set(inspect.signature(MODELS.get(model).build).parameters)
+        build = MODELS.get(model).build
+        params = set(inspect.signature(build).parameters)
         valid = params - {"num_classes", "in_channels", "image_size"}
         if not isinstance(opts, dict):
             raise UsageError(f"{where}: model_options.{model} must be a table")
         _check_keys(opts, valid, f"{where} [model_options.{model}]")
+        check_fields(build, opts, f"{where} [model_options.{model}]")
         out[model] = dict(opts)
     return out
 
 
+def _dataset_options(raw: Any, dataset: str, where: str) -> dict[str, Any]:
+    """`dataset_options`: arguments of the dataset's constructor (not where its data lives, nor
+    whether to download: those are the CLI's), each of the type it takes."""
+    import inspect
+
+    opts = table(raw, f"{where}: dataset_options")
+    cls = DATASETS.get(dataset)
+    params = inspect.signature(cls).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        _check_keys(opts, set(params) - {"data_dir", "download"}, f"{where} [dataset_options]")
+    check_fields(cls, opts, f"{where} [dataset_options]")
+    return dict(opts)
+
+
+def _budgets(raw: Any, where: str) -> Budgets:
+    """`budgets = { max_accuracy_loss = 1.0, min_speedup = 2.0, max_size_mb = 1,
+    max_latency_ms = 5 }`: each key a number (accuracy loss in points; a key left out keeps
+    its default: 1 point of accuracy, no other limit)."""
+    opts = table(raw, f"{where}: budgets")
+    _check_keys(opts, {f.name for f in dataclasses.fields(Budgets)}, f"{where} budgets")
+    check_fields(Budgets, opts, f"{where} budgets")
+    try:
+        return Budgets(**opts)
+    except ValueError as exc:
+        raise UsageError(f"{where} budgets: {exc}") from None
+
+
 def load(name_or_path: str) -> Suite:
-    """Parse and validate a suite by registered name or file path."""
+    """Parse and validate a suite by registered name or file path. Anything wrong is a
+    UsageError of one line (names and values from the file are quoted, never line breaks)."""
+    try:
+        return _load(name_or_path)
+    except UsageError as exc:
+        raise UsageError(" ".join(str(exc).split())) from None
+
+
+def _load(name_or_path: str) -> Suite:
     path = find(name_or_path)
     try:
         raw = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"suite file '{path}' is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise UsageError(f"suite file '{path}' cannot be read: {exc.strerror or exc}") from None
     where = f"suite '{path.name}'"
     _check_keys(raw, SUITE_KEYS, where)
     for key in ("name", "dataset", "models", "profiles"):
         if key not in raw:
             raise UsageError(f"{where}: missing key '{key}'")
+    for key in ("name", "description", "dataset"):
+        if key in raw:
+            check(raw[key], str, key, where)
+    if not raw["name"].strip():
+        raise UsageError(f"{where}: 'name' must not be empty")
     DATASETS.get(raw["dataset"])
-    models = tuple(raw["models"])
+    models = _names(raw["models"], "models", where)
     for m in models:
         MODELS.get(m)
+    targets = _names(raw.get("targets", ["onnxruntime-cpu"]), "targets", where)
+    seed = raw.get("seed", 0)
+    check(seed, int, "seed", where)
+    if not 0 <= seed < 2**32:
+        raise UsageError(f"{where}: 'seed' must be in [0, 2**32), not {seed}")
+    dataset_options = _dataset_options(raw.get("dataset_options", {}), raw["dataset"], where)
     model_options = _model_options(raw.get("model_options", {}), models, where)
     profiles = {}
-    for pname, pdata in raw["profiles"].items():
+    for pname, pdata in table(raw["profiles"], f"{where}: profiles").items():
         if pname not in PROFILES:
-            raise UsageError(f"{where}: unknown profile '{pname}' (choose from: "
+            raise UsageError(f"{where}: unknown profile {pname!r} (choose from: "
                              f"{', '.join(PROFILES)})")
         profiles[pname] = _profile(pname, pdata, f"{where} [profiles.{pname}]")
+    if not profiles:
+        raise UsageError(f"{where}: 'profiles' is empty (define at least one of: "
+                         f"{', '.join(PROFILES)})")
+    entries = raw.get("methods", [])  # left out: baselines only
+    check(entries, list, "methods", where)
+    if "methods" in raw and not entries:  # an empty list is a mistake worth a line
+        raise UsageError(f"{where}: 'methods' is an empty list: add [[methods]] tables, or "
+                         "leave the key out to run baselines only")
     runs: list[MethodRun] = []
-    for i, entry in enumerate(raw.get("methods", [])):
+    for i, entry in enumerate(entries):
         runs.extend(_expand(entry, f"{where} [[methods]] #{i + 1}"))
     runs = with_scratch_controls(runs)
     return Suite(
@@ -263,9 +358,10 @@ def load(name_or_path: str) -> Suite:
         models=models,
         runs=tuple(runs),
         profiles=profiles,
-        targets=tuple(raw.get("targets", ("onnxruntime-cpu",))),
-        dataset_options=dict(raw.get("dataset_options", {})),
+        targets=targets,
+        dataset_options=dataset_options,
         model_options=model_options,
-        seed=int(raw.get("seed", 0)),
+        seed=seed,
         path=str(path),
+        budgets=_budgets(raw["budgets"], where) if "budgets" in raw else None,
     )

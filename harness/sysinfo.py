@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import platform
@@ -27,6 +28,12 @@ def versions() -> dict[str, str]:
 
 
 def machine() -> dict[str, Any]:
+    """The machine's facts (a fresh dict; read once per process: py-cpuinfo takes ~1 s)."""
+    return dict(_machine())
+
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> dict[str, Any]:
     import psutil
 
     try:

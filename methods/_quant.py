@@ -104,21 +104,40 @@ def torch_x86(model: torch.nn.Module, calib: np.ndarray, prepared: Any = None) -
 def quantize_for_all(model: torch.nn.Module, ctx: Context, calib: np.ndarray,
                      per_channel: bool, preset: str, qat_prepared: Any = None,
                      ) -> tuple[dict[str, TargetArtifact], dict[str, str]]:
-    """INT8 artifacts for every runtime whose toolchain is installed; why others were skipped."""
+    """INT8 artifacts for every runtime of the run (`ctx.targets`; all when None) whose
+    toolchain is installed; why others were skipped. A toolchain for a target the run did not
+    ask for is never run (torch.ao alone was half of the INT8 work)."""
     assert ctx.workdir is not None
-    fp32 = to_onnx(model, tuple(ctx.input_shape), ctx.workdir / "fp32-for-int8.onnx")
+    wanted = set(ctx.targets) if ctx.targets is not None else None
     arts: dict[str, TargetArtifact] = {}
     skipped: dict[str, str] = {}
-    if importlib.util.find_spec("onnxruntime"):
+    if wanted is not None and qat_prepared is None:
+        # torch-side accuracy needs an INT8 model torch can run: torch.ao's, else ORT's
+        if "torch-cpu" not in wanted and "onnxruntime-cpu" not in wanted:
+            wanted.add("onnxruntime-cpu")
+    if wanted is not None and qat_prepared is not None:
+        wanted.add("torch-cpu")  # the QAT graph converts to torch's INT8 model at no cost
+    for name in ("onnxruntime-cpu", "openvino-cpu", "torch-cpu"):
+        if wanted is not None and name not in wanted:
+            skipped[name] = "not a target of this run"
+    need_onnx = wanted is None or bool({"onnxruntime-cpu", "openvino-cpu"} & wanted)
+    fp32 = (to_onnx(model, tuple(ctx.input_shape), ctx.workdir / "fp32-for-int8.onnx")
+            if need_onnx else None)
+    if "onnxruntime-cpu" in skipped:
+        pass
+    elif importlib.util.find_spec("onnxruntime"):
         arts["onnxruntime-cpu"] = ort_qdq(fp32, ctx.workdir / "int8-qdq.onnx", calib, per_channel)
     else:
         skipped["onnxruntime-cpu"] = "onnxruntime not installed"
-    if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+    if "openvino-cpu" in skipped:
+        pass
+    elif importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
         arts["openvino-cpu"] = nncf_openvino(fp32, ctx.workdir / "int8-nncf.xml", calib, preset)
     else:
         skipped["openvino-cpu"] = "openvino or nncf not installed"
     try:
-        arts["torch-cpu"] = torch_x86(model, calib, qat_prepared)
+        if "torch-cpu" not in skipped:
+            arts["torch-cpu"] = torch_x86(model, calib, qat_prepared)
     except Exception as exc:  # e.g. FX cannot trace a detector's proposal selection
         if qat_prepared is not None:
             raise

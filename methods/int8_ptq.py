@@ -20,7 +20,8 @@ class Int8PTQ:
     """Static INT8: ORT QDQ (u8/s8), NNCF for OpenVINO, torch.ao x86; calibrated on train data."""
 
     name: ClassVar[str] = "int8-ptq"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: toolchains only for the run's targets
+    per_target: ClassVar[bool] = True  # its artifacts depend on the run's targets
 
     @dataclass(frozen=True)
     class Config:
@@ -47,7 +48,8 @@ class QAT:
     """Quantization-aware fine-tuning (torch.ao FX fake-quant, x86), then the same INT8 export."""
 
     name: ClassVar[str] = "qat"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: toolchains only for the run's targets
+    per_target: ClassVar[bool] = True
 
     @dataclass(frozen=True)
     class Config:

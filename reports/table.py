@@ -29,9 +29,12 @@ def fmt3(x: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
 
 
-def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+def score_lines(rows: list[dict[str, Any]],
+                stored: set[str] | None = None) -> list[tuple[str, ...]]:
     """(target, model, method, precision, batch, metric, score, units, note) for ok rows; a
-    speedup's score carries its 95% CI and its note says what it may claim (harness.claims)."""
+    speedup's score carries its 95% CI and its note says what it may claim (harness.claims).
+    Lines of rows whose cell key is in `stored` (results of earlier runs, skipped by this one)
+    have a note starting "(stored)"."""
     from harness.claims import aa_bands, fmt_speedup, note
 
     bands = aa_bands(rows)
@@ -40,6 +43,7 @@ def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     for r in rows:
         if r["status"] != "ok" or r.get("batch_size") is None:
             continue
+        first = len(lines)
         head = (r["target"], r["model"], method_label(r), r.get("precision") or "")
         if r.get("top1_target") is not None and r["cell_key"] not in seen_acc:
             seen_acc.add(r["cell_key"])
@@ -55,6 +59,10 @@ def score_lines(rows: list[dict[str, Any]]) -> list[tuple[str, ...]]:
         if r.get("speedup") is not None:
             lines.append((*head, b, "Speedup", fmt_speedup(r, unit=False),
                           "x", note(r, bands)))
+        if stored and r["cell_key"] in stored:
+            for i in range(first, len(lines)):
+                *rest, why = lines[i]
+                lines[i] = (*rest, "(stored)" + (f"; {why}" if why else ""))
     return lines
 
 
@@ -73,7 +81,10 @@ def unscored(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def print_table(console: Console, rows: list[dict[str, Any]]) -> None:
+def print_table(console: Console, rows: list[dict[str, Any]],
+                stored: set[str] | None = None) -> None:
+    """The results table, the unscored note and one FAILED line per failed row; rows whose
+    cell key is in `stored` came from earlier runs and are marked "(stored)"."""
     if not console.is_terminal:  # pipes and CI logs: do not squeeze the table into 80 columns
         console = Console(file=console.file, width=max(console.width, 150))
     why = unscored(rows)
@@ -82,7 +93,7 @@ def print_table(console: Console, rows: list[dict[str, Any]]) -> None:
     for col in ("Target", "Model", "Method", "Precision", "Batch", "Metric", "Score", "Units",
                 "Note"):
         table.add_column(col, justify="right" if col in ("Batch", "Score") else "left")
-    for line in score_lines(rows):
+    for line in score_lines(rows, stored):
         table.add_row(*(Text(x) for x in line))
     console.print(table)
     if why:

@@ -18,7 +18,7 @@ def test_fashion_mnist_lenet_smoke(tmp_path: Path) -> None:
     res = run_cli("run", "--suite", "fashion-mnist-lenet", "--profile", "smoke",
                   "--target", "torch-cpu", "--target", "onnxruntime-cpu",
                   "--target", "openvino-cpu", "--store", str(tmp_path / "r.db"),
-                  "--data-dir", str(tmp_path / "data"), cwd=tmp_path)
+                  cwd=tmp_path)  # no --data-dir: an explicit one would not read the system copy
     elapsed = time.perf_counter() - t0
     assert res.returncode == 0, res.stderr
     con = sqlite3.connect(tmp_path / "r.db")

@@ -1,9 +1,11 @@
 """MNIST and Fashion-MNIST through torchvision's own readers (idx files, torchvision layout).
 
-The idx files are looked for, in order, in `DATA_DIR/<Class>/raw`, `DATA_DIR` itself and the
-system folders of Debian's packages (e.g. `dataset-fashion-mnist`); gzipped files are unpacked
-into `DATA_DIR/<Class>/raw` so torchvision reads them as if it had downloaded them. Nothing is
-downloaded unless the user asks (`--download`).
+The idx files are looked for, in order, in `DATA_DIR/<Class>/raw`, `DATA_DIR` itself and, only
+when no `--data-dir` was given, the system folders of Debian's packages (e.g.
+`dataset-fashion-mnist`): an explicit `--data-dir` means that folder only, so a run never
+silently reads other data than the user pointed at. Gzipped files are unpacked into
+`DATA_DIR/<Class>/raw` so torchvision reads them as if it had downloaded them; nothing is created
+in DATA_DIR unless the data is there. Nothing is downloaded unless the user asks (`--download`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class IdxDataset(InMemoryDataset):
         resize: int | None = None,
     ) -> None:
         super().__init__()
+        self.explicit = data_dir is not None  # --data-dir: that folder only, no system copy
         self.data_dir = Path(data_dir or Path.home() / ".cache" / "compressmark" / "data")
         self.download = download
         self.resize = resize
@@ -59,7 +62,8 @@ class IdxDataset(InMemoryDataset):
         raw = self._raw_dir()
         if all((raw / f).exists() for f in FILES):
             return True
-        for src in (raw, self.data_dir, *map(Path, self.system_dirs)):
+        system = () if self.explicit else tuple(map(Path, self.system_dirs))
+        for src in (raw, self.data_dir, *system):
             found = {f: _find(src, f) for f in FILES}
             if all(found.values()):
                 raw.mkdir(parents=True, exist_ok=True)
@@ -73,9 +77,7 @@ class IdxDataset(InMemoryDataset):
         import torchvision.datasets as tvd
 
         if not self._stage() and not self.download:
-            raise UsageError(
-                f"dataset '{self.name}' not found under {self.data_dir}: {self.where}"
-            )
+            raise UsageError(self._missing())
         ds = getattr(tvd, self.tv_class)(
             root=str(self.data_dir), train=train, download=self.download
         )
@@ -86,6 +88,18 @@ class IdxDataset(InMemoryDataset):
             )
         x = (x - self.mean) / self.std
         return TensorDataset(x.contiguous(), ds.targets.long())
+
+
+    def _missing(self) -> str:
+        """One line: where the idx files were looked for and how to get them."""
+        if not self.explicit:
+            return f"dataset '{self.name}' not found under {self.data_dir}: {self.where}"
+        system = [d for d in self.system_dirs if Path(d).is_dir()]
+        return (f"dataset '{self.name}' not found in --data-dir {self.data_dir} (looked in "
+                f"{self._raw_dir()} and {self.data_dir} for {', '.join(FILES)}, plain or .gz): "
+                "put the idx files there, or pass --download"
+                + (f", or leave out --data-dir to read the system copy in {system[0]}"
+                   if system else ""))
 
 
 def _find(folder: Path, stem: str) -> Path | None:

@@ -1,0 +1,92 @@
+"""Where a sweep's time goes: wall time by step kind, training, exports and INT8 toolchains.
+
+Runs a suite in this process through the local executor with a fresh store and cache (so
+nothing is a cache hit), timing each plan step by kind and, inside them, the training loops
+(`harness.train.fit`), the ONNX exports (made vs reused: one export per distinct network) and
+each INT8 toolchain call (which must run only for the targets asked).
+
+    python -m harness.benchmarks.steps                        # fashion-mnist-resnet smoke, ORT
+    python -m harness.benchmarks.steps --profile quick --target openvino-cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suite", default="fashion-mnist-resnet")
+    ap.add_argument("--profile", default="smoke")
+    ap.add_argument("--target", action="append", default=None)
+    ap.add_argument("--model", action="append", default=None)
+    ap.add_argument("--data-dir", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import dataclasses
+
+    from harness import export, runner as runner_mod, suite as suites
+    from harness.executors.local import LocalExecutor
+    from harness.methods import _quant
+    from harness.runner import RunOptions, Runner
+
+    s = suites.load(args.suite)
+    if args.model:
+        s = dataclasses.replace(s, models=tuple(args.model))
+    targets = args.target or ["onnxruntime-cpu"]
+    spent: dict[str, float] = defaultdict(float)
+    calls: Counter[str] = Counter()
+
+    def timed(name: str, fn: Any) -> Any:
+        def wrapper(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **kw)
+            finally:
+                spent[name] += time.perf_counter() - t0
+                calls[name] += 1
+        return wrapper
+
+    runner_mod.fit = timed("training", runner_mod.fit)
+    export._export = timed("onnx export", export._export)
+    for tool in ("ort_qdq", "nncf_openvino", "torch_x86"):
+        setattr(_quant, tool, timed(f"int8 {tool}", getattr(_quant, tool)))
+
+    class TimedExecutor(LocalExecutor):
+        def run(self, runner: Any, plan: Any) -> Any:
+            kinds = {s.key: s.kind for s in plan.steps}
+            t0 = time.perf_counter()
+            for result in super().run(runner, plan):
+                t1 = time.perf_counter()
+                spent[f"step {kinds[result.key]}"] += t1 - t0
+                calls[f"step {kinds[result.key]}"] += 1
+                yield result
+                t0 = time.perf_counter()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        opts = RunOptions(suite=s, profile=args.profile, targets=targets,
+                          store=Path(tmp) / "r.db", cache_dir=Path(tmp) / "cache",
+                          data_dir=args.data_dir)
+        r = Runner(opts)
+        t0 = time.perf_counter()
+        r.run(TimedExecutor())
+        wall = time.perf_counter() - t0
+        networks = len(list((Path(tmp) / "cache" / "exports").glob("*.onnx")))
+    print(f"{s.name} {args.profile} on {', '.join(targets)}: {wall:.1f} s wall")
+    for name in sorted(spent):
+        print(f"  {name:<22} {spent[name]:8.1f} s  {100 * spent[name] / wall:5.1f}%  "
+              f"({calls[name]} calls)")
+    print(f"  exports: {export.STATS['exported']} made for {networks} distinct networks, "
+          f"{export.STATS['reused']} reused")
+    train = spent.get("training", 0.0)
+    print(f"  non-training share of the sweep: {100 * (wall - train) / wall:.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,166 @@
+"""What a plan will cost, and how long it takes on N workers: `harness plan`.
+
+Per-step costs are measured on this machine at planning time, on the models themselves: one
+training step (forward + backward + SGD update at the recipe's batch size), one inference call
+at each timed batch size, and one ONNX export. A step's estimate multiplies those by what the
+suite's profile asks for (epochs x steps per epoch, evaluation batches, timing calls on both
+interleaved sessions). The makespan of N CPU workers plus the timing nodes is simulated with
+list scheduling over the plan's dependencies (longest remaining path first), which also shows
+the critical path: a model's baseline must finish before anything of that model can start, so
+past a few workers per model more workers stop helping. GPU workers are an assumption, stated
+with the figure: training steps `gpu_speedup` times faster, measure steps unchanged (they time
+the CPU runtimes).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from harness.plan import Plan, Step
+
+# training-set sizes for datasets that may not be on this machine (planning needs no data)
+KNOWN_TRAIN_SIZES = {"cifar10": 50000, "fashion-mnist": 60000, "mnist": 60000,
+                     "voc2007": 5011, "fashion-det": 6000}
+STUDENT_METHODS = ("kd", "fitnets", "scratch")  # train a student on the baseline's budget
+INT8_METHODS = ("int8-ptq", "qat")
+
+
+@dataclass(frozen=True)
+class ModelCosts:
+    train_step_s: float  # one optimiser step at the training batch size
+    forward_s: dict[int, float]  # one inference call per timed batch size
+    export_s: float
+
+
+def _best_time(fn: Any, repeats: int = 5) -> float:
+    """The fastest of `repeats` calls after a warm-up: what the step costs on a quiet core
+    (other processes only ever add to it; a planning estimate should not inherit them)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def measure_model(runner: Any, name: str) -> ModelCosts:
+    """Time one training step, one inference call per batch size and one export of `name`."""
+    from harness.export import _export
+
+    model = runner._fresh(name)
+    shape = tuple(runner.dataset.input_shape)
+    batch = runner.profile.train.batch_size
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, *shape)
+    classify = runner.task == "classify"
+    y = torch.randint(0, runner.dataset.num_classes, (batch,))
+
+    def train_step() -> None:
+        model.train()
+        opt.zero_grad()
+        out = model(x)
+        loss = (torch.nn.functional.cross_entropy(out, y) if classify
+                else out.float().pow(2).mean())  # a detector's loss costs about its forward
+        loss.backward()
+        opt.step()
+
+    step = _best_time(train_step)
+    model.eval()
+    fwd = {}
+    with torch.inference_mode():
+        for b in runner.profile.timing.batch_sizes:
+            xb = torch.randn(b, *shape)
+            fwd[b] = _best_time(lambda xb=xb: model(xb))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        _export(model, shape, Path(tmp) / "m.onnx")
+        export = time.perf_counter() - t0
+    return ModelCosts(step, fwd, export)
+
+
+def train_size(runner: Any, recipe: Any) -> int:
+    if recipe.train_samples:
+        return int(recipe.train_samples)
+    name = runner.o.suite.dataset
+    if name in KNOWN_TRAIN_SIZES:
+        return KNOWN_TRAIN_SIZES[name]
+    return len(runner.dataset.train())
+
+
+def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts]) -> float:
+    """The estimated seconds of one step on one CPU worker (0 when it is a cache hit)."""
+    c = costs[step.model]
+    prof = runner.profile
+    eval_n = prof.eval_samples or 10000
+    big = max(prof.timing.batch_sizes)
+    evaluate = math.ceil(eval_n / big) * c.forward_s[big]
+    if step.kind == "baseline":
+        if step.cached:
+            return evaluate + c.export_s
+        steps = prof.train.epochs * math.ceil(train_size(runner, prof.train)
+                                              / prof.train.batch_size)
+        return steps * c.train_step_s + evaluate + c.export_s
+    if step.kind == "compress":
+        if step.cached:
+            return 0.0
+        method = step.run.method if step.run else ""
+        recipe = prof.train if method in STUDENT_METHODS else prof.finetune
+        steps = recipe.epochs * math.ceil(train_size(runner, recipe) / recipe.batch_size)
+        if method in STUDENT_METHODS and method != "scratch":
+            steps *= 1.3  # the teacher's forward pass on every batch
+        extra = 2 * c.export_s if method in INT8_METHODS else c.export_s  # + quantizers
+        return steps * c.train_step_s + 2 * evaluate + extra
+    timing = prof.timing
+    calls = 0.0
+    for b in timing.batch_sizes:
+        n = max(timing.iterations, timing.rounds)
+        per_call = c.forward_s[b]
+        if timing.min_seconds:
+            n = max(n, timing.min_seconds / max(per_call, 1e-9))
+        if timing.max_seconds:
+            n = min(n, timing.max_seconds / max(2 * per_call, 1e-9))
+        calls += 2 * (n + timing.warmup) * per_call  # candidate and baseline, interleaved
+    return evaluate + calls
+
+
+def makespan(plan: Plan, seconds: dict[str, float], workers: int, timing_nodes: int = 1,
+             train_speedup: float = 1.0) -> float:
+    """List-scheduled finish time: compute steps on `workers`, measure steps one at a time on
+    each of `timing_nodes`; a step starts when all it needs has finished. Compute steps run
+    `train_speedup` times faster (GPU workers)."""
+    dur = {s.key: seconds[s.key] / (train_speedup if s.kind != "measure" else 1.0)
+           for s in plan.steps}
+    # priority: the longest path from a step to the end of the plan
+    rest: dict[str, float] = {}
+    for s in reversed(plan.steps):
+        after = [rest[d.key] for d in plan.steps if s.key in d.needs]
+        rest[s.key] = dur[s.key] + max(after, default=0.0)
+    finish: dict[str, float] = {}
+    free = {"compute": [0.0] * max(1, workers), "measure": [0.0] * max(1, timing_nodes)}
+    todo = list(plan.steps)
+    while todo:
+        ready = [s for s in todo if all(k in finish or k not in plan.by_key for k in s.needs)]
+        s = max(ready, key=lambda st: rest[st.key])
+        todo.remove(s)
+        pool = free["measure" if s.kind == "measure" else "compute"]
+        i = min(range(len(pool)), key=pool.__getitem__)
+        start = max(pool[i], max((finish[k] for k in s.needs if k in finish), default=0.0))
+        finish[s.key] = pool[i] = start + dur[s.key]
+    return max(finish.values(), default=0.0)
+
+
+def critical_path(plan: Plan, seconds: dict[str, float], train_speedup: float = 1.0) -> float:
+    """The longest chain of dependent steps: no number of workers finishes sooner."""
+    longest: dict[str, float] = {}
+    for s in plan.steps:
+        d = seconds[s.key] / (train_speedup if s.kind != "measure" else 1.0)
+        longest[s.key] = d + max((longest[k] for k in s.needs if k in longest), default=0.0)
+    return max(longest.values(), default=0.0)

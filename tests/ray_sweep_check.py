@@ -1,0 +1,105 @@
+"""Run by tests/test_ray.py inside a private network namespace (loopback only): a 3-node Ray
+cluster on 127.0.0.1 (head, a compute node, a timing node), the same tiny sweep through
+`--executor local` and `--executor ray`, then a Ray sweep whose worker is killed (SIGKILL)
+mid-measurement. Prints one JSON object with what the test asserts. Not collected by pytest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from conftest import tiny_suite, write_mnist_like  # noqa: E402
+
+METHODS = """
+[[methods]]
+name = "l1-filter"
+grid = { ratio = [0.5] }
+
+[[methods]]
+name = "int8-ptq"
+config = { calibration = 32 }
+"""
+
+
+def sweep(work: Path, data: Path, store: str, cache: str, executor: object = None) -> str:
+    from harness import suite as suites
+    from harness.runner import RunOptions, Runner
+
+    s = suites.load(str(tiny_suite(work, "raytiny", '["lenet-5"]', METHODS)))
+    opts = RunOptions(suite=s, profile="smoke", targets=["onnxruntime-cpu", "openvino-cpu"],
+                      store=work / store, cache_dir=work / cache, data_dir=data)
+    return Runner(opts).run(executor)
+
+
+def rows(work: Path, store: str, run_id: str) -> list[dict[str, object]]:
+    from harness.store import Store
+
+    st = Store(work / store)
+    out = []
+    for r in st.db.execute("SELECT cell_key, status, error, top1_pruned, top1_retrained, "
+                           "top1_target, params_nonzero, macs, node FROM cells WHERE run_id=?",
+                           (run_id,)):
+        out.append(dict(r))
+    st.close()
+    return out
+
+
+def main() -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from harness.executors.ray import RayExecutor
+
+    work = Path(tempfile.mkdtemp())
+    data = work / "data"
+    write_mnist_like(data / "MNIST" / "raw")
+    t0 = time.perf_counter()
+    local_id = sweep(work, data, "local.db", "cache-local")
+    t_local = time.perf_counter() - t0
+    os.environ.pop("COMPRESSMARK_FAULT", None)
+
+    # the fault hook is in every worker's environment from the start, disarmed while its
+    # marker exists; removing the marker arms it for the third sweep
+    marker = work / "killed-measure"
+    marker.write_text("disarmed")
+    os.environ["COMPRESSMARK_FAULT_MARKER"] = str(marker)
+    os.environ["COMPRESSMARK_FAULT"] = "measure"
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=2)
+    timing = cluster.add_node(num_cpus=1, resources={"timing": 1})
+    ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
+    cluster.wait_for_nodes()
+    t0 = time.perf_counter()
+    ray_id = sweep(work, data, "ray.db", "cache-ray", RayExecutor(cluster.address))
+    t_ray = time.perf_counter() - t0
+
+    # a worker killed (kill -9) in the middle of a measure step, then in a compress step:
+    # Ray retries the step; every cell is stored once
+    marker.unlink()
+    kill_id = sweep(work, data, "kill.db", "cache-kill", RayExecutor(cluster.address))
+    from harness.store import Store
+
+    st = Store(work / "kill.db")
+    per_key = [n for (n,) in st.db.execute(
+        "SELECT COUNT(*) FROM cells WHERE run_id=? GROUP BY cell_key", (kill_id,))]
+    st.close()
+    ray.shutdown()
+    cluster.shutdown()
+    print("RESULT " + json.dumps({
+        "local": rows(work, "local.db", local_id), "ray": rows(work, "ray.db", ray_id),
+        "kill": rows(work, "kill.db", kill_id), "kill_rows_per_cell": per_key,
+        "killed": (work / "killed-measure").read_text() if (work / "killed-measure").exists()
+        else None,
+        "timing_node": timing.node_id, "seconds": {"local": t_local, "ray": t_ray},
+    }))
+
+
+if __name__ == "__main__":
+    main()

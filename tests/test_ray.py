@@ -1,0 +1,68 @@
+"""`--executor ray` on a real 3-node Ray cluster, loopback only.
+
+The cluster runs inside a private network namespace this test makes (`unshare -n`, loopback
+up): Ray rewrites 127.0.0.1 to the host's interface address otherwise, and no traffic may leave
+the machine. `tests/ray_sweep_check.py` runs the same tiny sweep locally and on the cluster,
+then once more with a worker killed (SIGKILL) in the middle of a measurement.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+def _namespace_ok() -> bool:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        return False
+    res = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"],
+                         capture_output=True, timeout=20)
+    return res.returncode == 0
+
+
+pytestmark = [
+    pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                       reason="ray not installed (pip install compressmark[ray])"),
+]
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:  # type: ignore[type-arg]
+    if not _namespace_ok():
+        pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
+    cmd = f"ip link set lo up; exec {sys.executable} {HERE / 'ray_sweep_check.py'}"
+    res = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True,
+                         timeout=300)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert res.returncode == 0 and lines, res.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def _cells(rows: list[dict]) -> dict[str, tuple]:  # type: ignore[type-arg]
+    return {r["cell_key"]: (r["status"], r["top1_pruned"], r["top1_retrained"],
+                            r["top1_target"], r["params_nonzero"], r["macs"]) for r in rows}
+
+
+def test_ray_stores_the_same_cells_as_local(result: dict) -> None:  # type: ignore[type-arg]
+    local, ray = _cells(result["local"]), _cells(result["ray"])
+    assert len(local) == 6 and local == ray
+    assert all(c[0] == "ok" for c in local.values())
+
+
+def test_every_measurement_ran_on_the_timing_node(result: dict) -> None:  # type: ignore[type-arg]
+    for row in result["ray"] + result["kill"]:
+        assert json.loads(row["node"])["ray_node"] == result["timing_node"]
+
+
+def test_a_killed_worker_loses_no_row_and_duplicates_none(result: dict) -> None:  # type: ignore[type-arg]
+    assert result["killed"].startswith("measure ")  # a worker really died mid-measurement
+    assert result["kill_rows_per_cell"] == [1] * 6
+    assert _cells(result["kill"]) == _cells(result["local"])
