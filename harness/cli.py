@@ -573,6 +573,13 @@ def main() -> None:
         hint = (f" (another process held it too long; set {TIMEOUT_ENV} to wait longer)"
                 if "locked" in str(exc) or "busy" in str(exc) else "")
         _one_line(f"result store: {exc}{hint}")
+    except OSError as exc:  # a full disk, a vanished folder: one line, never a half row
+        if exc.errno is None:
+            raise
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(f"error: {exc.strerror or exc}{where}; every cell stored before it is kept",
+                  markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
     except Exception as exc:
         # click's / typer's own usage errors (typer >= 0.2x vendors click): exit_code 2
         if getattr(exc, "exit_code", None) == 2 and hasattr(exc, "format_message"):

@@ -3,16 +3,18 @@
 `COMPRESSMARK_FAULT=<stage>` with `COMPRESSMARK_FAULT_MARKER=<path>`: the first process to reach
 `checkpoint(<stage>)` creates the marker and sends itself SIGKILL (a real kill -9: no cleanup,
 no finally blocks, no atexit); later arrivals find the marker and go on, so a retried step or a
-re-run completes. Stages: baseline-train, compress, export, measure, store-write. Unset (the
-default) it costs one dictionary lookup.
+re-run completes. With `COMPRESSMARK_FAULT_ACTION=enospc` it raises the OSError a full disk
+gives instead. Unset (the default) it costs one dictionary lookup.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 
-STAGES = ("baseline-train", "compress", "export", "measure", "store-write")
+STAGES = ("baseline-train", "compress", "finetune", "quantize", "export", "measure",
+          "store-write")
 
 
 def checkpoint(stage: str) -> None:
@@ -27,4 +29,6 @@ def checkpoint(stage: str) -> None:
         return
     os.write(fd, f"{stage} {os.getpid()}\n".encode())
     os.close(fd)
+    if os.environ.get("COMPRESSMARK_FAULT_ACTION") == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"simulated at {stage}")
     os.kill(os.getpid(), signal.SIGKILL)

@@ -479,6 +479,7 @@ class Runner:
                                else self._evaluate(scored, test_ds))
         if comp.finetune and self.profile.finetune.epochs > 0:
             self.ev.stage(f"{spec.name} {run.label}: fine-tune")
+            faults.checkpoint("finetune")
             finetune(module, masks=comp.masks, constraint=comp.constraint)
             module = module.cpu().eval()
             scored = module

@@ -107,6 +107,9 @@ def quantize_for_all(model: torch.nn.Module, ctx: Context, calib: np.ndarray,
     """INT8 artifacts for every runtime of the run (`ctx.targets`; all when None) whose
     toolchain is installed; why others were skipped. A toolchain for a target the run did not
     ask for is never run (torch.ao alone was half of the INT8 work)."""
+    from harness import faults
+
+    faults.checkpoint("quantize")
     assert ctx.workdir is not None
     wanted = set(ctx.targets) if ctx.targets is not None else None
     arts: dict[str, TargetArtifact] = {}

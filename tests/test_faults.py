@@ -1,0 +1,124 @@
+"""Fault injection: the run killed (kill -9) at every stage and at random times, and a full
+disk: no finished cell is lost or redone, the store stays intact, the cache heals.
+
+Each kill is real: `harness.faults.checkpoint` sends the harness process SIGKILL at the named
+stage (no cleanup runs), or this test kills it after a random delay. The chain of runs goes a
+little further each time (a stage already passed is not killed again), and after every run
+the store is checked: `PRAGMA integrity_check` ok, no cell stored twice, every cell finished
+before still there from the run that finished it.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from conftest import harness_bin, run_cli, tiny_suite
+
+METHODS = """
+[[methods]]
+name = "weight-level"
+grid = { sparsity = [0.5] }
+
+[[methods]]
+name = "int8-ptq"
+config = { calibration = 32 }
+"""
+# the order the sweep reaches them: each run of the chain is killed a little later
+CHAIN = ("baseline-train", "export", "measure", "store-write", "compress", "finetune",
+         "quantize")
+CELLS = 3  # baseline, weight-level, int8-ptq on one target
+
+
+def _state(db: Path) -> dict[str, str]:
+    """cell_key -> run_id of its ok row; asserts integrity and no duplicate ok rows."""
+    if not db.exists():
+        return {}
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    rows = con.execute("SELECT cell_key, run_id FROM cells WHERE status='ok'").fetchall()
+    con.close()
+    keys = [k for k, _ in rows]
+    assert len(keys) == len(set(keys)), f"a cell stored twice: {keys}"
+    return dict(rows)
+
+
+def _args(work: Path, suite: Path) -> list[str]:
+    return ["run", "--suite", str(suite), "--profile", "smoke", "--target", "onnxruntime-cpu",
+            "--store", str(work / "r.db"), "--data-dir", str(work / "data")]
+
+
+@pytest.fixture()
+def work(tmp_path: Path, data_dir: Path) -> tuple[Path, Path]:
+    import shutil
+
+    shutil.copytree(data_dir / "MNIST", tmp_path / "data" / "MNIST")
+    return tmp_path, tiny_suite(tmp_path, "faulty", '["lenet-300-100"]', METHODS)
+
+
+def test_killed_at_every_stage_then_healed(work: tuple[Path, Path]) -> None:
+    tmp, suite = work
+    before: dict[str, str] = {}
+    killed = []
+    for stage in CHAIN:
+        marker = tmp / f"killed-{stage}"
+        res = run_cli(*_args(tmp, suite), cwd=tmp,
+                      env={"COMPRESSMARK_FAULT": stage, "COMPRESSMARK_FAULT_MARKER": str(marker)})
+        if marker.exists():
+            assert res.returncode == -signal.SIGKILL, (stage, res.returncode, res.stderr[-500:])
+            killed.append(stage)
+        now = _state(tmp / "r.db")
+        for key, run in before.items():  # nothing finished is lost or redone
+            assert now.get(key) == run, (stage, key)
+        before = now
+    assert killed == list(CHAIN)  # every stage was reached and really killed once
+    res = run_cli(*_args(tmp, suite), cwd=tmp)
+    assert res.returncode == 0, res.stderr[-2000:]
+    final = _state(tmp / "r.db")
+    assert len(final) == CELLS
+    for key, run in before.items():
+        assert final[key] == run
+
+
+def test_killed_at_random_times_then_healed(work: tuple[Path, Path]) -> None:
+    tmp, suite = work
+    rng = random.Random(20261123)
+    before: dict[str, str] = {}
+    for _ in range(3):
+        proc = subprocess.Popen([*harness_bin(), *_args(tmp, suite)], cwd=tmp,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(4.0, 14.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        now = _state(tmp / "r.db")
+        for key, run in before.items():
+            assert now.get(key) == run
+        before = now
+    res = run_cli(*_args(tmp, suite), cwd=tmp)
+    assert res.returncode == 0, res.stderr[-2000:]
+    final = _state(tmp / "r.db")
+    assert len(final) == CELLS and all(final[k] == r for k, r in before.items())
+
+
+def test_disk_full_at_the_store_write_is_one_line_and_no_half_row(
+        work: tuple[Path, Path]) -> None:
+    tmp, suite = work
+    res = run_cli(*_args(tmp, suite), cwd=tmp,
+                  env={"COMPRESSMARK_FAULT": "store-write", "COMPRESSMARK_FAULT_ACTION": "enospc",
+                       "COMPRESSMARK_FAULT_MARKER": str(tmp / "enospc")})
+    assert res.returncode == 1
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "No space left on device" in lines[0], res.stderr[-1000:]
+    assert "Traceback" not in res.stderr
+    con = sqlite3.connect(tmp / "r.db")
+    assert con.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 0
+    assert con.execute("SELECT COUNT(*) FROM measurements").fetchone()[0] == 0
+    assert con.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == 0
+    con.close()
+    assert run_cli(*_args(tmp, suite), cwd=tmp).returncode == 0
+    assert len(_state(tmp / "r.db")) == CELLS
