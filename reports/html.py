@@ -1,34 +1,74 @@
-"""The HTML report: `reports/<suite>/index.html` with PNGs beside it, rendered from the store.
+"""The HTML report: `index.html` with PNGs beside it in one folder, rendered from the store.
 
 Self-contained (no CDN, no external script); everything that comes from a suite file or a
-model name goes through Jinja2's autoescape.
+model name goes through Jinja2's autoescape. The files written have fixed names (`index.html`,
+`speedup_vs_compression.png`, `layers_00.png`, ...) inside `out_dir` only: no suite, model or
+method name ever becomes part of a path here (the CLI names the folder through
+`harness.slug.slug`).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from harness.recommend import Budgets
 from harness.reports import plots
 from harness.reports.table import method_label
 from harness.store import Store
 
-SHOWN = ("target", "model", "label", "precision", "batch_size", "top1_target", "acc_loss",
-         "top1_pruned", "top1_retrained", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
-         "throughput_ips", "speedup", "speedup_ci", "claim", "compression_ratio", "flops_ratio",
-         "params_nonzero", "macs", "flops", "size_bytes", "size_compressed_bytes", "toolchain")
+@dataclass(frozen=True)
+class Column:
+    """A column of the results table. `kind`: "id" (identifying: frozen at the left), "num"
+    (right-aligned, three significant figures, sorted by value) or "text"; `advanced` columns
+    are hidden until the reader asks for them."""
+
+    key: str
+    header: str
+    kind: str = "num"
+    advanced: bool = False
+    unit: str = ""  # "pct": a fraction shown in %; "bytes": decimal kB/MB; "count": k/M/G
+
+
+COLUMNS = (
+    Column("number", "#", "id"), Column("target", "target", "id"),
+    Column("model", "model", "id"), Column("label", "configuration", "id"),
+    Column("batch_size", "batch"), Column("top1_target", "accuracy %", unit="pct"),
+    Column("acc_loss", "loss (points)"), Column("speedup", "speedup"),
+    Column("speedup_ci", "95% CI", "text"), Column("claim", "claim", "text"),
+    Column("latency_p50_ms", "p50 ms"), Column("throughput_ips", "images/s"),
+    Column("compression_ratio", "compression"), Column("flops_ratio", "FLOP ratio"),
+    Column("precision", "precision", "text", True),
+    Column("top1_pruned", "pruned % (torch)", advanced=True, unit="pct"),
+    Column("top1_retrained", "retrained % (torch)", advanced=True, unit="pct"),
+    Column("latency_p90_ms", "p90 ms", advanced=True),
+    Column("latency_p95_ms", "p95 ms", advanced=True),
+    Column("latency_p99_ms", "p99 ms", advanced=True),
+    Column("first_call_ms", "first call ms", advanced=True),
+    Column("params_nonzero", "non-zero params", advanced=True, unit="count"),
+    Column("macs", "MACs", advanced=True, unit="count"),
+    Column("flops", "FLOPs", advanced=True, unit="count"),
+    Column("size_bytes", "size", advanced=True, unit="bytes"),
+    Column("size_compressed_bytes", "zlib size", advanced=True, unit="bytes"),
+    Column("toolchain", "toolchain", "text", True), Column("info", "info", "text", True),
+)
+SHOWN = tuple(c.key for c in COLUMNS)
 MAX_LAYER_PLOTS = 16
+CSV_NAME = "results.csv"
 
 
 def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows as a DataFrame with `label`, `acc_loss` (top-1 points lost against the baseline on
-    the same target), `prune_ratio` (fraction of the baseline's parameters gone) and
-    `toolchain`."""
+    the same target), `prune_ratio` (fraction of the baseline's parameters gone),
+    `toolchain`, `number` (the configuration's key number in the plots), `row_id` (its row in
+    the table) and `tip` (what hovering its point shows)."""
     from harness.claims import aa_bands, fmt_speedup, note
+    from harness.recommend import accuracy_losses, row_id
 
     df = pd.DataFrame(rows)
     if df.empty:
@@ -42,13 +82,16 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["label"] = [method_label(r) for r in rows]
     df["toolchain"] = [(r.get("info") or {}).get("toolchain", "") for r in rows]
     base = df[(df.method == "baseline") & (df.status == "ok")]
-    ref = {(r.model, r.target): r.top1_target for r in base.itertuples()}
     params = {r.model: r.params_total for r in base.itertuples()}
-    df["acc_loss"] = [
-        100 * (ref[(r.model, r.target)] - r.top1_target)
-        if ref.get((r.model, r.target)) is not None and pd.notna(r.top1_target) else None
-        for r in df.itertuples()
-    ]
+    losses = accuracy_losses(rows)  # the rule `harness recommend` applies
+    df["acc_loss"] = [losses[id(r)] for r in rows]
+    numbers = plots.numbering(df.label)
+    short = short_labels(rows)
+    df["short"] = [short[x] for x in df.label]
+    df["number"] = [numbers[x] for x in df.label]
+    df["row_id"] = [row_id(r) for r in rows]
+    df["info"] = [json.dumps(r.get("info") or {}, sort_keys=True, default=str) for r in rows]
+    df["tip"] = [_tip(r, numbers[method_label(r)], losses[id(r)]) for r in rows]
     df["prune_ratio"] = [
         1 - r.params_nonzero / params[r.model]
         if params.get(r.model) and pd.notna(r.params_nonzero) else None
@@ -59,11 +102,40 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df
 
 
-def render(store: Store, suite: str, out_dir: Path) -> Path:
+def _tip(row: dict[str, Any], number: int, loss: float | None) -> str:
+    """The hover text of a plotted point: model, method and configuration, target, speedup
+    [CI] with its claim, accuracy loss and size."""
+    from harness.claims import fmt_speedup
+    from harness.recommend import fmt_size
+    from harness.reports.table import fmt3
+
+    cfg = row.get("method_config") or {}
+    lines = [f"#{number} {row.get('model')}", f"method: {row.get('method')}",
+             "config: " + (", ".join(f"{k}={v}" for k, v in sorted(cfg.items()))
+                           if isinstance(cfg, dict) and cfg else "-"),
+             f"target: {row.get('target')}, batch {row.get('batch_size')}",
+             f"speedup: {fmt_speedup(row) or '-'}"
+             + (" (noisy)" if row.get("quality") == "noisy" else ""),
+             "accuracy loss: " + ("-" if loss is None else f"{fmt3(loss)} points"),
+             "size: " + ("-" if row.get("size_bytes") is None else fmt_size(row["size_bytes"]))]
+    return "\n".join(lines)
+
+
+def render(store: Store, suite: str, out_dir: Path, budgets: Budgets | None = None) -> Path:
+    """Write `index.html`, its PNGs and `results.csv` into `out_dir`. The verdict panel holds
+    the rows to `budgets` (a harness.recommend.Budgets; default: the suite file's)."""
+    from harness.recommend import suite_budgets, verdicts
+    from harness.reports.tidy import tidy_rows, to_csv
+
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = store.rows(suite=suite)
     runs = store.runs(suite=suite)
+    if budgets is None:
+        budgets, budget_source = suite_budgets(suite, runs)
+    else:
+        budget_source = "given"
     df = frame(rows)
+    headline: list[dict[str, Any]] = []
     images = []
     layer_tables: list[dict[str, Any]] = []
     if not df.empty:
@@ -71,6 +143,16 @@ def render(store: Store, suite: str, out_dir: Path) -> Path:
         for title, fn, name in (
             ("Speedup vs compression", plots.speedup_vs_compression, "speedup_vs_compression.png"),
             ("Accuracy loss vs speedup", plots.accuracy_vs_speedup, "accuracy_vs_speedup.png"),
+        ):
+            spots: list[plots.Hotspot] = []
+            if fn(ok, out_dir / name, spots):
+                from PIL import Image
+
+                with Image.open(out_dir / name) as im:
+                    width, height = im.size
+                headline.append({"title": title, "file": name, "width": width,
+                                 "height": height, "hotspots": spots})
+        for title, fn, name in (
             ("Latency and throughput per method", plots.latency_throughput_bars,
              "latency_throughput.png"),
             ("Accuracy pruned / retrained vs prune ratio", plots.accuracy_vs_prune_ratio,
@@ -81,8 +163,13 @@ def render(store: Store, suite: str, out_dir: Path) -> Path:
         layer_tables = _layer_tables(rows, out_dir)
     results = []
     if not df.empty:
-        shown = df[df.status == "ok"][list(SHOWN)]
-        results = [{k: _fmt(v) for k, v in r.items()} for r in shown.to_dict("records")]
+        shown = df[df.status == "ok"]
+        results = [_cells(r) for r in shown.to_dict("records")]
+    (out_dir / CSV_NAME).write_text(to_csv(tidy_rows(rows)))
+    answers = verdicts(rows, budgets)
+    short = dict(zip(df.label, df.short, strict=True)) if not df.empty else {}
+    filters = {key: sorted({str(r[key]) for r in rows if r["status"] == "ok"})
+               for key in ("model", "method", "target")}
     failed = [{"target": r["target"], "model": r["model"], "label": method_label(r),
                "error": r["error"]} for r in rows if r["status"] != "ok"]
     precisions = sorted({f"{r['target']}: {r['precision']}" for r in rows
@@ -97,7 +184,11 @@ def render(store: Store, suite: str, out_dir: Path) -> Path:
     env = Environment(loader=PackageLoader("harness.reports", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
-        suite=suite, run=run, runs=runs, images=images, columns=SHOWN, results=results,
+        suite=suite, run=run, runs=runs, images=images, columns=COLUMNS, results=results,
+        headline=headline, verdicts=[_verdict(a, short) for a in answers],
+        budgets=budgets.describe(),
+        budget_source=budget_source, filters=filters, csv=CSV_NAME,
+        targets=sorted({r["target"] for r in rows if r["status"] == "ok"}),
         failed=failed, layers=layer_tables, precisions=precisions, not_scored=not_scored,
         noisy=noisy, estimator=(run or {}).get("settings", {}).get("estimator"),
         timing=(run or {}).get("settings", {}).get("profile", {}).get("timing", {}),
@@ -139,9 +230,93 @@ def _layer_tables(rows: list[dict[str, Any]], out_dir: Path) -> list[dict[str, A
     return out
 
 
-def _fmt(v: Any) -> Any:
-    if isinstance(v, float):
-        if pd.isna(v):
-            return ""
-        return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.4g}"
-    return "" if v is None else v
+def _choice_view(c: Any) -> dict[str, Any] | None:
+    """A harness.recommend.Choice as the verdict panel prints it."""
+    from harness.claims import fmt_speedup
+    from harness.recommend import fmt_size
+    from harness.reports.table import fmt3
+
+    if c is None:
+        return None
+    sp = fmt_speedup({"speedup": c.speedup, "speedup_ci_low": c.speedup_ci_low,
+                      "speedup_ci_high": c.speedup_ci_high})
+    return {"label": c.label, "row_id": c.row_id, "speedup": sp, "claim": c.claim,
+            "loss": "" if c.acc_loss is None else fmt3(c.acc_loss),
+            "size": "" if c.size_bytes is None else fmt_size(c.size_bytes),
+            "zlib": "" if c.size_compressed_bytes is None else fmt_size(c.size_compressed_bytes),
+            "ratio": "" if c.compression_ratio is None else fmt3(c.compression_ratio),
+            "flags": "; ".join(c.flags), "lacks": "; ".join(c.lacks)}
+
+
+def short_labels(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Configuration label -> the label without the options that every configuration of its
+    method shares here (`weight-level scope=global,sparsity=0.8,steps=2` -> `weight-level
+    sparsity=0.8` when scope and steps never change): what tells a suite's rows apart. A
+    method run with one configuration keeps its full label."""
+    def cfg(r: dict[str, Any]) -> dict[str, Any]:
+        raw = r.get("method_config") or {}
+        return json.loads(raw) if isinstance(raw, str) else dict(raw)
+
+    configs: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        if cfg(r) not in configs.setdefault(r["method"], []):
+            configs[r["method"]].append(cfg(r))
+    out = {}
+    for r in rows:
+        seen = configs[r["method"]]
+        varied = {k: v for k, v in cfg(r).items()
+                  if len(seen) < 2 or any(other.get(k, object()) != v for other in seen)}
+        out[method_label(r)] = method_label({"method": r["method"], "method_config": varied})
+    return out
+
+
+def _verdict(a: Any, short: dict[str, str]) -> dict[str, Any]:
+    """One line of the verdict panel from a harness.recommend.Answer (the answer `harness
+    recommend --target T --batch B` prints for the same store), with short labels."""
+    def view(c: Any) -> dict[str, Any] | None:
+        v = _choice_view(c)
+        if v is not None:
+            v["short"] = short.get(v["label"], v["label"])
+        return v
+
+    noisy = sum(c.quality == "noisy" for c in a.not_considered)
+    old = len(a.not_considered) - noisy
+    caveat = ", ".join(x for x in (f"{noisy} noisy" if noisy else "",
+                                   f"{old} without CI" if old else "") if x)
+    return {"target": a.target, "batch": a.batch_size, "model": a.model, "metric": a.metric,
+            "fastest": view(a.best), "smallest": view(a.most_compressed),
+            "why_none": a.why_none, "miss": view(a.misses[0]) if a.misses else None,
+            "no_change": [view(c) for c in a.no_change], "notes": "; ".join(a.notes),
+            "caveat": f"{caveat}: not considered" if caveat else ""}
+
+
+def _cells(r: dict[str, Any]) -> dict[str, Any]:
+    """One table row: per column its text and, for numbers, the value it sorts by; plus the
+    attributes its filters and the plots' points use."""
+    cells = []
+    for c in COLUMNS:
+        v = r.get(c.key)
+        missing = v is None or (isinstance(v, float) and pd.isna(v))
+        if c.kind == "num" or c.key == "number":
+            num = None if missing else float(v) * (100 if c.unit == "pct" else 1)
+            cells.append({"text": _num(num, c.unit), "v": "" if num is None else repr(num)})
+        else:
+            cells.append({"text": "" if missing else str(v), "v": None})
+    return {"cells": cells, "row_id": r["row_id"], "model": r["model"], "method": r["method"],
+            "target": r["target"], "noisy": r.get("quality") == "noisy"}
+
+
+def _num(v: float | None, unit: str = "") -> str:
+    """Three significant figures; big counts as k/M/G, sizes in decimal kB/MB."""
+    from harness.recommend import fmt_size
+    from harness.reports.table import fmt3
+
+    if v is None:
+        return ""
+    if unit == "bytes":
+        return fmt_size(v)
+    if unit == "count" and abs(v) >= 1e4:
+        for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+            if abs(v) >= scale:
+                return f"{fmt3(v / scale)}{suffix}"
+    return fmt3(v)

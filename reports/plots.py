@@ -1,10 +1,36 @@
-"""PNG plots (seaborn, Agg backend): colour = method, marker = target."""
+"""PNG plots (seaborn, Agg backend): colour = method, marker = target or model.
+
+The two headline plots (speedup vs compression, accuracy loss vs speedup) number their points
+(one number per configuration, the key under the panels) instead of printing labels that
+overlap, place each number where it hides neither another number nor a point, and report where
+every point landed in the saved PNG (`Hotspot`): the HTML report lays an SVG over the image
+from those coordinates, so every point can be hovered and clicked. PNGs stay the artefact
+for papers and slides; the HTML is where points are explored.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+
+DPI = 110  # headline PNGs: ~1400 px wide, shown at the page's full width
+PANEL_W, PANEL_H = 5.8, 4.4  # inches per panel; at most two panels side by side
+MARKER_PX = 7  # half the side of the box a plotted marker covers, in pixels at DPI
+
+
+@dataclass(frozen=True)
+class Hotspot:
+    """Where one plotted point landed in the saved PNG (pixels from its top-left corner), the
+    table row it stands for, its key number and its hover text."""
+
+    x: float
+    y: float
+    row: str
+    number: int
+    tip: str
 
 
 def _setup():  # type: ignore[no-untyped-def]
@@ -30,11 +56,166 @@ def pareto(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return points.loc[keep].sort_values(x)
 
 
-def _panels(d: pd.DataFrame, col: str, plt):  # type: ignore[no-untyped-def]
+def _panels(d: pd.DataFrame, col: str, plt: Any, grid: bool = False) -> tuple[Any, list[Any]]:
+    """One panel per value of `col`: in one row, or (`grid`) at most two per row so that a
+    headline plot stays legible at the page's width whatever the number of targets."""
     keys = sorted(d[col].unique())
-    fig, axes = plt.subplots(1, len(keys), figsize=(6.2 * len(keys), 4.8), squeeze=False,
-                             sharey=True)
-    return fig, list(zip(keys, axes[0], strict=True))
+    if not grid:
+        fig, axes = plt.subplots(1, len(keys), figsize=(6.2 * len(keys), 4.8), squeeze=False,
+                                 sharey=True)
+        return fig, list(zip(keys, axes[0], strict=True))
+    cols = min(2, len(keys))
+    rows = -(-len(keys) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(PANEL_W * cols, 9.0), PANEL_H * rows),
+                             squeeze=False, sharey=True, dpi=DPI)
+    flat = list(axes.flat)
+    for ax in flat[len(keys):]:
+        ax.set_visible(False)
+    return fig, list(zip(keys, flat, strict=False))
+
+
+def numbering(labels: Any) -> dict[str, int]:
+    """Configuration label -> its key number: the baseline first, then the others sorted."""
+    names = sorted(set(labels), key=lambda x: (x != "baseline", x))
+    return {name: i + 1 for i, name in enumerate(names)}
+
+
+def _overlap(a: Any, b: Any) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+# (dx, dy) in points from the point, and the text's alignment there: tried in this order
+_SLOTS = ((5, 4, "left", "bottom"), (5, -4, "left", "top"), (-5, 4, "right", "bottom"),
+          (-5, -4, "right", "top"), (0, 7, "center", "bottom"), (0, -7, "center", "top"),
+          (8, 0, "left", "center"), (-8, 0, "right", "center"), (12, 10, "left", "bottom"),
+          (-12, -10, "right", "top"), (12, -10, "left", "top"), (-12, 10, "right", "bottom"))
+
+
+def _place_numbers(fig: Any, items: list[tuple[Any, float, float, str]]) -> None:
+    """Write each item's text beside its point (ax, x, y, text) at the first slot where it
+    overlaps no number already placed, no plotted point and stays inside its panel; else at
+    the first slot clear of other numbers; else leave it out (the page's hover still names
+    the point). Items come in priority order."""
+    from matplotlib.transforms import Bbox
+
+    renderer = fig.canvas.get_renderer()
+    marks = []
+    for ax, x, y, _ in items:
+        px, py = ax.transData.transform((x, y))
+        marks.append(Bbox.from_extents(px - MARKER_PX, py - MARKER_PX, px + MARKER_PX,
+                                       py + MARKER_PX))
+    placed: list[Any] = []
+    for i, (ax, x, y, text) in enumerate(items):
+        inside = ax.get_window_extent(renderer)
+        fallback = None
+        chosen = None
+        for dx, dy, ha, va in _SLOTS:
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
+                              ha=ha, va=va, fontsize=9, color="0.15", zorder=5)
+            box = ann.get_window_extent(renderer)
+            clear_numbers = not any(_overlap(box, p) for p in placed)
+            fits = (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0
+                    and box.y1 <= inside.y1)
+            clear_points = not any(_overlap(box, m) for j, m in enumerate(marks) if j != i)
+            if clear_numbers and fits and clear_points:
+                chosen = (ann, box)
+                break
+            if clear_numbers and fits and fallback is None:
+                fallback = (dx, dy, ha, va)
+            ann.remove()
+        if chosen is None and fallback is not None:
+            dx, dy, ha, va = fallback
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points",
+                              ha=ha, va=va, fontsize=9, color="0.15", zorder=5)
+            chosen = (ann, ann.get_window_extent(renderer))
+        if chosen is not None:
+            placed.append(chosen[1])
+
+
+def _key(fig: Any, axes: list[Any], numbers: dict[str, int]) -> None:
+    """The numbers' key as a legend under the panels (numbers drawn as the markers)."""
+    from matplotlib.lines import Line2D
+
+    renderer = fig.canvas.get_renderer()
+    bottom = min(ax.get_tightbbox(renderer).y0 for ax in axes if ax.get_visible())
+    handles = [Line2D([], [], ls="none", marker=f"${n}$", color="0.15", markersize=7 + 2 *
+                      len(str(n))) for n in numbers.values()]
+    labels = [_plain(label) for label in numbers]
+    width = max((len(x) for x in labels), default=10)
+    ncol = max(1, min(len(labels), int(fig.get_figwidth() * 72 / (6.5 * width + 40))))
+    fig.legend(handles, labels, loc="upper center", ncol=ncol, fontsize=9, frameon=False,
+               title="key: configuration of each numbered point", title_fontsize=9,
+               bbox_to_anchor=(0.5, bottom / fig.bbox.height - 0.01), columnspacing=1.2,
+               handletextpad=0.4)
+
+
+def _plain(text: str) -> str:
+    """A name as literal text in matplotlib (a `$` would start mathtext)."""
+    return text.replace("$", r"\$")
+
+
+def _save_with_hotspots(fig: Any, path: Path, points: list[tuple[Any, ...]],
+                        hotspots: list[Hotspot] | None) -> Path:
+    """Save at DPI cropped to the drawn content (as bbox_inches="tight" would), and append
+    where each point (ax, x, y, row, number, tip) landed in the PNG's pixels."""
+    import matplotlib.pyplot as plt
+
+    renderer = fig.canvas.get_renderer()
+    bbox = fig.get_tightbbox(renderer).padded(0.1)
+    fig.savefig(path, dpi=DPI, bbox_inches=bbox)
+    if hotspots is not None:
+        for ax, x, y, row, number, tip in points:
+            px, py = ax.transData.transform((x, y))
+            hotspots.append(Hotspot(round((px / fig.dpi - bbox.x0) * DPI, 1),
+                                    round((bbox.y1 - py / fig.dpi) * DPI, 1), row, number, tip))
+    plt.close(fig)
+    return path
+
+
+def _headline(fig: Any, panels: list[tuple[Any, Any]], path: Path,
+              points: list[tuple[Any, ...]], numbers: dict[str, int],
+              hotspots: list[Hotspot] | None, priority: set[int],
+              shorts: dict[str, str]) -> Path:
+    """Finish a headline plot: legend right of the panels, numbers beside the points (the
+    Pareto points first), the key below (`shorts`: label -> the label the key shows), then
+    save and map the points."""
+    axes = [ax for _, ax in panels]
+    handles, labels = [], []
+    for ax in axes:  # the first panel's entries, then any only another panel has
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if handles:
+        fig.legend(handles, [_plain(x) for x in labels], loc="upper left",
+                   bbox_to_anchor=(1.0, 0.98), fontsize=9, frameon=False)
+    fig.tight_layout()
+    order = sorted(range(len(points)), key=lambda i: (i not in priority, i))
+    _place_numbers(fig, [(points[i][0], points[i][1], points[i][2], str(points[i][4]))
+                         for i in order])
+    used = {p[4] for p in points}
+    _key(fig, axes, {shorts.get(k, k): v for k, v in numbers.items() if v in used})
+    return _save_with_hotspots(fig, path, points, hotspots)
+
+
+def _shorts(df: pd.DataFrame) -> dict[str, str]:
+    """label -> short label (reports.html.frame's `short`: without the options every
+    configuration of the method shares), or {} when the frame has none."""
+    return dict(zip(df.label, df.short, strict=True)) if "short" in df else {}
+
+
+def _points(ax: Any, part: pd.DataFrame, x: str, y: str, numbers: dict[str, int]
+            ) -> list[tuple[Any, ...]]:
+    """(ax, x, y, row id, number, hover text) of every point drawn from `part`."""
+    out = []
+    for r in part.to_dict("records"):
+        out.append((ax, float(r[x]), float(r[y]), str(r.get("row_id") or ""),
+                    numbers.get(r["label"], 0), str(r.get("tip") or r["label"])))
+    return out
 
 
 def _finish(fig, path: Path, legend_ax) -> Path:  # type: ignore[no-untyped-def]
@@ -86,69 +267,97 @@ def _aa_band(ax, part: pd.DataFrame, horizontal: bool) -> None:  # type: ignore[
     span(lo, hi, color="grey", alpha=0.18, zorder=0, label="A/A noise floor (baseline CI)")
 
 
-def _short(label: str, width: int = 30) -> str:
-    return label if len(label) <= width else label[: width - 1] + "…"
-
-
-def speedup_vs_compression(df: pd.DataFrame, path: Path) -> Path | None:
+def speedup_vs_compression(df: pd.DataFrame, path: Path,
+                           hotspots: list[Hotspot] | None = None) -> Path | None:
     """Speedup (batch-1 p50) against compression ratio (log x), one panel per target; grey
-    rings mark the ideal speedup = FLOP ratio of each point."""
+    rings mark the ideal speedup = FLOP ratio of each point. Points are numbered by
+    configuration (key below); `hotspots` receives where each landed in the PNG."""
     d = df[(df.batch_size == 1) & df.speedup.notna() & df.compression_ratio.notna()]
     if d.empty:
         return None
+    from matplotlib.ticker import FuncFormatter
+
     plt, sns = _setup()
-    fig, panels = _panels(d, "target", plt)
+    fig, panels = _panels(d, "target", plt, grid=True)
     hue_order = sorted(d.method.unique())
+    numbers = numbering(df.label)
+    points: list[tuple[Any, ...]] = []
+    # the y axis spans the measured speedups: an ideal far above them (20x the FLOPs of a
+    # 95%-sparse model) is a caret on the top edge, not a reason to squash every point
+    measured = pd.concat([d.speedup, d.speedup_ci_high.dropna()]) \
+        if "speedup_ci_high" in d else d.speedup
+    top = max(float(measured.max()) * 1.15, 1.3)
     for i, (target, ax) in enumerate(panels):
         part = d[d.target == target]
-        ax.scatter(part.compression_ratio, part.flops_ratio, s=120, facecolors="none",
+        points += _points(ax, part, "compression_ratio", "speedup", numbers)
+        shown = part[part.flops_ratio.isna() | (part.flops_ratio <= top)]
+        above = part[part.flops_ratio > top]
+        ax.scatter(shown.compression_ratio, shown.flops_ratio, s=120, facecolors="none",
                    edgecolors="grey", label="ideal: FLOP ratio")
+        if not above.empty:
+            ax.scatter(above.compression_ratio, [top * 0.985] * len(above), marker="^", s=70,
+                       facecolors="none", edgecolors="grey", clip_on=False,
+                       label="ideal above the axis")
+        ax.set_ylim(top=top)
         _aa_band(ax, part, horizontal=False)
         sns.scatterplot(data=part, x="compression_ratio", y="speedup", hue="method",
                         hue_order=hue_order, style="model", s=80, ax=ax, legend=i == 0)
         _uncertainty(ax, part, hue_order, "compression_ratio", "speedup", horizontal=False)
         ax.axhline(1.0, color="black", lw=0.8)
         ax.set_xscale("log")
-        ax.set_title(target)
+        plain = FuncFormatter(lambda v, _: f"{v:g}")  # 2, 3, 4 rather than 2x10^0
+        ax.xaxis.set_major_formatter(plain)
+        lo, hi = ax.get_xlim()
+        if hi / max(lo, 1e-12) < 20:  # within about a decade the minor ticks need numbers
+            ax.xaxis.set_minor_formatter(FuncFormatter(
+                lambda v, _: f"{v:g}" if f"{v:.0e}"[0] in "235" else ""))
+        ax.set_title(_plain(target))
         ax.set_xlabel("compression ratio (baseline params / non-zero params)")
         ax.set_ylabel("speedup at batch 1, 95% CI (paired, same run)")
     fig.suptitle("Speedup vs compression")
-    return _finish(fig, path, panels[0][1])
+    return _headline(fig, panels, path, points, numbers, hotspots, set(), _shorts(df))
 
 
-def accuracy_vs_speedup(df: pd.DataFrame, path: Path) -> Path | None:
+def accuracy_vs_speedup(df: pd.DataFrame, path: Path,
+                        hotspots: list[Hotspot] | None = None) -> Path | None:
     """Top-1 loss on the runtime against speedup, one panel per model, with each target's
-    Pareto front drawn and its points labelled."""
+    Pareto front drawn; points numbered by configuration (the front's first), key below;
+    `hotspots` receives where each landed in the PNG."""
     d = df[(df.batch_size == 1) & df.speedup.notna() & df.acc_loss.notna()]
     if d.empty:
         return None
     plt, sns = _setup()
-    fig, panels = _panels(d, "model", plt)
+    fig, panels = _panels(d, "model", plt, grid=True)
     hue_order = sorted(d.method.unique())
+    numbers = numbering(df.label)
+    points: list[tuple[Any, ...]] = []
+    on_front: set[int] = set()
     for i, (model, ax) in enumerate(panels):
         part = d[d.model == model]
+        first = len(points)
+        points += _points(ax, part, "speedup", "acc_loss", numbers)
         _aa_band(ax, part, horizontal=True)
         sns.scatterplot(data=part, x="speedup", y="acc_loss", hue="method", hue_order=hue_order,
                         style="target", s=80, ax=ax, legend=i == 0)
         _uncertainty(ax, part, hue_order, "speedup", "acc_loss", horizontal=True)
         for j, (target, sub) in enumerate(part.groupby("target")):
-            # a noisy speedup never makes the front: it claims nothing
-            clean = sub[sub.quality != "noisy"] if "quality" in sub else sub
+            # only clean measurements make the front (harness.recommend's rule): a noisy
+            # speedup, or one from before store version 3 without a CI, claims nothing
+            clean = sub[sub.quality == "clean"] if "quality" in sub else sub.iloc[:0]
             if clean.empty:
                 continue
             front = pareto(clean, "speedup", "acc_loss")
             ax.plot(front.speedup, front.acc_loss, ("--", ":", "-.")[j % 3], color="black",
                     lw=1, label=f"Pareto front, {target}" if i == 0 else None)
-            for _, r in front.iterrows():
-                ax.annotate(_short(r["label"]), (r["speedup"], r["acc_loss"]), fontsize=7,
-                            xytext=(4, 4), textcoords="offset points")
+            where = list(part.index)
+            on_front.update(first + where.index(k) for k in front.index)
         ax.axhline(0.0, color="black", lw=0.8)
-        ax.set_title(model)
+        ax.set_title(_plain(model))
         ax.set_xlabel("speedup at batch 1, 95% CI (paired, same run)")
         metric = "mAP@0.5" if "map50" in set(part.get("metric", [])) else "top-1"
         ax.set_ylabel(f"{metric} loss vs baseline (points, on the runtime)")
     fig.suptitle("Accuracy loss vs speedup")
-    return _finish(fig, path, panels[0][1])
+    return _headline(fig, panels, path, points, numbers, hotspots, on_front, _shorts(df))
 
 
 def latency_throughput_bars(df: pd.DataFrame, path: Path) -> Path | None:
