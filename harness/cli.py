@@ -13,7 +13,7 @@ import dataclasses
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -128,12 +128,7 @@ def run(
         fail(f"unknown executor '{executor}' (choose from: local, ray)")
     if ray_address is not None and executor != "ray":
         fail("--ray-address needs --executor ray")
-    s = suites.load(suite)
-    if model:
-        bad = [m for m in model if m not in s.models]
-        if bad:
-            fail(f"model '{bad[0]}' is not in suite {s.name} (choose from: {', '.join(s.models)})")
-        s = dataclasses.replace(s, models=tuple(model))
+    s = _load_suite(suite, model)
     opts = RunOptions(
         suite=s, profile=profile, targets=list(target or s.targets), store=store,
         cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir, download=download,
@@ -248,17 +243,11 @@ def plan(
     from harness import suite as suites
     from harness.runner import RunOptions, Runner
     from harness.store import Store
-
     from harness.suite import PROFILES
 
     if profile not in PROFILES:
         fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
-    s = suites.load(suite)
-    if model:
-        bad = [m for m in model if m not in s.models]
-        if bad:
-            fail(f"model '{bad[0]}' is not in suite {s.name} (choose from: {', '.join(s.models)})")
-        s = dataclasses.replace(s, models=tuple(model))
+    s = _load_suite(suite, model)
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
                       cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir)
     runner = Runner(opts)
@@ -301,6 +290,19 @@ def plan(
         console.print(f"  {n:>3} workers + {timing_nodes} timing node(s): {_hms(cpu)} CPU, "
                       f"{_hms(gpu)} GPU (assumed {gpu_speedup:g}x training)", markup=False,
                       highlight=False)
+
+
+def _load_suite(name: str, models: list[str] | None) -> Any:
+    """The suite, restricted to `models` when given (each must be one of its models)."""
+    from harness import suite as suites
+
+    s = suites.load(name)
+    if models:
+        bad = [m for m in models if m not in s.models]
+        if bad:
+            fail(f"model '{bad[0]}' is not in suite {s.name} (choose from: {', '.join(s.models)})")
+        s = dataclasses.replace(s, models=tuple(models))
+    return s
 
 
 class _EmptyStore:
