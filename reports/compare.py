@@ -69,10 +69,22 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             "speedup_a": fmt_speedup(ra), "speedup_b": fmt_speedup(rb),
             "speedup_change": _speedup_change(ra, rb),
         })
+    split = sum(1 for k in set(a) & set(b) if _node(a[k]) != _node(b[k]))
+    if split:
+        warnings.append(f"{split} pair(s) were timed on different machines (cells' node): "
+                        "their latency and throughput ratios divide numbers from two "
+                        "machines; their speedups, each measured against its baseline on its "
+                        "own node, stay comparable")
     only = len(set(a) ^ set(b))
     if only:
         warnings.append(f"{only} measurement(s) exist in only one of the runs and are not compared")
     return rows, warnings
+
+
+def _node(r: dict[str, Any]) -> tuple[Any, ...]:
+    """The machine a cell was timed on (rows from before the node column: unknown, None)."""
+    n = r.get("node") or {}
+    return (n.get("host"), n.get("cpu")) if n else (None, None)
 
 
 SAME_WITHIN = 0.05  # asv's default factor is 10%; this VM's paired CIs support 5%

@@ -131,6 +131,23 @@ def test_compare_warns_when_machines_differ(filled: Path, tmp_path: Path) -> Non
     assert "machine cpu differs" in res.stderr
     page = (tmp_path / "cmp.html").read_text()
     assert "machine cpu differs" in page and "lenet-300-100" in page
+    assert "timed on different machines" not in res.stderr  # same node in both runs
+
+
+def test_compare_warns_when_a_pair_was_timed_on_two_machines(filled: Path,
+                                                              tmp_path: Path) -> None:
+    db = tmp_path / "n.db"
+    shutil.copy(filled / "r.db", db)
+    con = sqlite3.connect(db)
+    runs = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started")]
+    con.execute("UPDATE cells SET node=json_set(node, '$.host', 'other-node') WHERE run_id=?",
+                (runs[1],))
+    con.commit()
+    con.close()
+    res = run_cli("compare", runs[0], runs[1], "--store", str(db), "--out",
+                  str(tmp_path / "cmp.html"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "timed on different machines" in res.stderr
 
 
 def _browser():  # type: ignore[no-untyped-def]
