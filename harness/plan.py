@@ -53,18 +53,6 @@ class Plan:
     skipped: tuple[tuple[str, MethodRun, str], ...] = ()  # (model, run, target) already stored
     by_key: dict[str, Step] = field(default_factory=dict, compare=False)
 
-    def needs(self, step: Step) -> list[Step]:
-        return [self.by_key[k] for k in step.needs if k in self.by_key]
-
-    def dependents(self, key: str) -> list[Step]:
-        """Every step that needs `key`, directly or through another step."""
-        out, frontier = [], {key}
-        for s in self.steps:  # steps are in dependency order
-            if frontier & set(s.needs):
-                out.append(s)
-                frontier.add(s.key)
-        return out
-
 
 def build(runner: Any, store: Any) -> Plan:
     """The steps a sweep still has to run, in dependency order (a baseline before its

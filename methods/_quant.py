@@ -126,18 +126,18 @@ def quantize_for_all(model: torch.nn.Module, ctx: Context, calib: np.ndarray,
     need_onnx = wanted is None or bool({"onnxruntime-cpu", "openvino-cpu"} & wanted)
     fp32 = (to_onnx(model, tuple(ctx.input_shape), ctx.workdir / "fp32-for-int8.onnx")
             if need_onnx else None)
-    if "onnxruntime-cpu" in skipped:
-        pass
-    elif importlib.util.find_spec("onnxruntime"):
-        arts["onnxruntime-cpu"] = ort_qdq(fp32, ctx.workdir / "int8-qdq.onnx", calib, per_channel)
-    else:
-        skipped["onnxruntime-cpu"] = "onnxruntime not installed"
-    if "openvino-cpu" in skipped:
-        pass
-    elif importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
-        arts["openvino-cpu"] = nncf_openvino(fp32, ctx.workdir / "int8-nncf.xml", calib, preset)
-    else:
-        skipped["openvino-cpu"] = "openvino or nncf not installed"
+    if "onnxruntime-cpu" not in skipped:
+        if importlib.util.find_spec("onnxruntime"):
+            arts["onnxruntime-cpu"] = ort_qdq(fp32, ctx.workdir / "int8-qdq.onnx", calib,
+                                              per_channel)
+        else:
+            skipped["onnxruntime-cpu"] = "onnxruntime not installed"
+    if "openvino-cpu" not in skipped:
+        if importlib.util.find_spec("openvino") and importlib.util.find_spec("nncf"):
+            arts["openvino-cpu"] = nncf_openvino(fp32, ctx.workdir / "int8-nncf.xml", calib,
+                                                 preset)
+        else:
+            skipped["openvino-cpu"] = "openvino or nncf not installed"
     try:
         if "torch-cpu" not in skipped:
             arts["torch-cpu"] = torch_x86(model, calib, qat_prepared)

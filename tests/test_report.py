@@ -5,6 +5,7 @@ from __future__ import annotations
 import html as htmllib
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -116,36 +117,37 @@ def test_compare_two_runs(filled: Path) -> None:
     st.close()
 
 
-def test_compare_warns_when_machines_differ(filled: Path, tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
+def _compare_altered(filled: Path, tmp_path: Path, update: str
+                     ) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`harness compare` of the two runs in a copy of the store whose second run was altered
+    by `update` (SQL with one `?` for that run's id); (the result, the HTML page)."""
+    db = tmp_path / "altered.db"
     shutil.copy(filled / "r.db", db)
     con = sqlite3.connect(db)
     runs = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started")]
-    con.execute("UPDATE runs SET machine=json_set(machine, '$.cpu', 'Other CPU') WHERE run_id=?",
-                (runs[1],))
+    con.execute(update, (runs[1],))
     con.commit()
     con.close()
-    res = run_cli("compare", runs[0], runs[1], "--store", str(db), "--out",
-                  str(tmp_path / "cmp.html"), cwd=tmp_path)
+    page = tmp_path / "cmp.html"
+    res = run_cli("compare", runs[0], runs[1], "--store", str(db), "--out", str(page),
+                  cwd=tmp_path)
+    return res, page
+
+
+def test_compare_warns_when_machines_differ(filled: Path, tmp_path: Path) -> None:
+    res, page = _compare_altered(filled, tmp_path, "UPDATE runs SET machine=json_set(machine, "
+                                 "'$.cpu', 'Other CPU') WHERE run_id=?")
     assert res.returncode == 0, res.stderr
     assert "machine cpu differs" in res.stderr
-    page = (tmp_path / "cmp.html").read_text()
-    assert "machine cpu differs" in page and "lenet-300-100" in page
+    text = page.read_text()
+    assert "machine cpu differs" in text and "lenet-300-100" in text
     assert "timed on different machines" not in res.stderr  # same node in both runs
 
 
 def test_compare_warns_when_a_pair_was_timed_on_two_machines(filled: Path,
                                                               tmp_path: Path) -> None:
-    db = tmp_path / "n.db"
-    shutil.copy(filled / "r.db", db)
-    con = sqlite3.connect(db)
-    runs = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started")]
-    con.execute("UPDATE cells SET node=json_set(node, '$.host', 'other-node') WHERE run_id=?",
-                (runs[1],))
-    con.commit()
-    con.close()
-    res = run_cli("compare", runs[0], runs[1], "--store", str(db), "--out",
-                  str(tmp_path / "cmp.html"), cwd=tmp_path)
+    res, _ = _compare_altered(filled, tmp_path, "UPDATE cells SET node=json_set(node, '$.host',"
+                              " 'other-node') WHERE run_id=?")
     assert res.returncode == 0, res.stderr
     assert "timed on different machines" in res.stderr
 
