@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,6 +37,35 @@ def lowest(scores: torch.Tensor, n: int) -> list[int]:
     return sorted(order[:n])
 
 
+def dependency_graph(model: nn.Module, example: torch.Tensor) -> Any:
+    """Torch-Pruning's dependency graph of `model`, traced on `example`.
+
+    The graph is traced through autograd, so every parameter must require grad while it is
+    built; it is traced in eval mode so the trace neither updates BatchNorm's running
+    statistics nor fails on a 1x1 map at batch 1. Both are restored afterwards."""
+    import torch_pruning as tp
+
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    modes = [(m, m.training) for m in model.modules()]
+    for p, _ in flags:
+        p.requires_grad_(True)
+    model.eval()
+    try:
+        with torch.enable_grad():
+            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        for m, mode in modes:
+            m.training = mode
+
+
+def _out_channels_fn(mod: nn.Module) -> Callable[..., Any]:
+    import torch_pruning as tp
+
+    return tp.prune_linear_out_channels if isinstance(mod, nn.Linear) else tp.prune_conv_out_channels
+
+
 def prune_filters(
     model: nn.Module,
     plan: dict[str, int],
@@ -44,45 +75,113 @@ def prune_filters(
     """Remove `plan[layer]` output filters from each named conv/linear layer, in place.
 
     All layers are scored on the weights as they are before any removal (Li's "independent"
-    strategy), then cut. Returns the removed indices per layer.
-    """
-    import torch_pruning as tp
-
+    strategy), then cut; Torch-Pruning removes the same channels from every layer coupled to
+    them (BN, the next layer's inputs, a depthwise conv and its squeeze-excite). Returns the
+    removed indices per layer. Two planned layers whose outputs are coupled (one group) are an
+    error: the second's scores would refer to channels the first already removed."""
     modules = dict(model.named_modules())
     chosen: dict[str, list[int]] = {}
+    width: dict[str, int] = {}
     for name, n in plan.items():
         mod = modules[name]
         n = min(int(n), mod.weight.shape[0] - 1)  # never remove a whole layer
         if n > 0:
             chosen[name] = lowest(criterion(mod.weight), n)
-    # the dependency graph is traced through autograd: every parameter must require grad
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    for p, _ in flags:
-        p.requires_grad_(True)
-    with torch.enable_grad():
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
-    for p, flag in flags:
-        p.requires_grad_(flag)
+            width[name] = mod.weight.shape[0]
+    graph = dependency_graph(model, example)
     for name, idxs in chosen.items():
         mod = modules[name]
-        fn = tp.prune_linear_out_channels if isinstance(mod, nn.Linear) else tp.prune_conv_out_channels
-        group = graph.get_pruning_group(mod, fn, idxs=idxs)
+        if mod.weight.shape[0] != width[name]:
+            raise ValueError(f"layer {name}'s outputs are coupled to another planned layer "
+                             f"(one pruning group): plan only one of them")
+        group = graph.get_pruning_group(mod, _out_channels_fn(mod), idxs=idxs)
         if not graph.check_pruning_group(group):
             raise ValueError(f"cannot remove {len(idxs)} filters from {name}")
         group.prune()
     return chosen
 
 
-def prunable_layers(model: nn.Module) -> list[str]:
+def _residual_add(group: Any) -> bool:
+    """True when the group's channels meet at an add with two tensor inputs (a residual
+    connection): the channels of several layers are then one set."""
+    import torch_pruning as tp
+
+    for dep, _ in group:
+        for node in (dep.source, dep.target):
+            op = node.module
+            if (isinstance(op, tp.ops._ElementWiseOp) and len(node.inputs) >= 2
+                    and re.match(r"(add|sub)", str(op._grad_fn).lower())):
+                return True
+    return False
+
+
+def _grouped_conv(group: Any) -> bool:
+    """True when the group touches a grouped (not depthwise) conv: removing arbitrary channels
+    there would break its channel groups (RegNet, ResNeXt)."""
+    for dep, _ in group:
+        m = dep.target.module
+        if isinstance(m, nn.Conv2d) and m.groups > 1 and not (
+                m.groups == m.in_channels == m.out_channels):
+            return True
+    return False
+
+
+def generic_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """The prunable layers of any conv net, from Torch-Pruning's dependency graph.
+
+    Every conv/linear layer in registration order roots the group of channels coupled to its
+    outputs (BN, the next layer's inputs, a depthwise conv and its BN, a squeeze-excite's
+    expand conv and scale, a concatenation's slice); a layer whose outputs an earlier layer's
+    group already covers is not a root (an inverted-residual block's depthwise conv follows its
+    1x1 expansion conv). A root is prunable unless
+    - it is the last conv/linear layer or its group includes it (the classifier or head keeps
+      its outputs);
+    - its group meets at a residual add (Li et al.'s choice for ResNets, kept for every net:
+      only layers whose outputs are not tied to a shortcut are pruned, so a ResNet loses each
+      block's inner width and a MobileNet each block's expanded width, while block outputs
+      keep their size);
+    - its group touches a grouped, non-depthwise conv (channel groups would break);
+    - Torch-Pruning's check_pruning_group rejects removing all but one of its channels.
+    The criterion then scores the root's own filters (see prune_filters)."""
+    layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    if not layers:
+        return []
+    classifier = layers[-1][1]
+    graph = dependency_graph(model, example)
+    covered: set[int] = {id(classifier)}
+    out: list[str] = []
+    for name, mod in layers[:-1]:
+        if id(mod) in covered or mod not in graph.module2node or mod.weight.shape[0] < 2:
+            continue
+        group = graph.get_pruning_group(mod, _out_channels_fn(mod), idxs=[0])
+        owners = [dep.target.module for dep, _ in group
+                  if graph.is_out_channel_pruning_fn(dep.handler)]
+        touches_classifier = any(m is classifier for m in owners)
+        covered.update(id(m) for m in owners)
+        if touches_classifier or _residual_add(group) or _grouped_conv(group):
+            continue
+        if not graph.check_pruning_group(graph.get_pruning_group(
+                mod, _out_channels_fn(mod), idxs=list(range(mod.weight.shape[0] - 1)))):
+            continue
+        out.append(name)
+    return out
+
+
+def prunable_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[str]:
     """What a plain ratio sweep prunes. A model may say itself (`model.prunable_layers()`, e.g.
     the torchvision detectors: the inside of each inverted-residual block, so heads and FPN keep
-    their channels). Residual networks: the first conv of every block (Li et al.: the second
-    conv's outputs are tied to the shortcut). Others: every conv/linear layer but the last one
-    (the classifier or detection head keeps its outputs)."""
+    their channels). CIFAR residual networks (`model.stages()`): the first conv of every block
+    (Li et al.: the second conv's outputs are tied to the shortcut). Any other net, given an
+    example input: `generic_layers` (Torch-Pruning's dependency graph; on a plain chain such as
+    the LeNets or YOLOv2-tiny it is every conv/linear layer but the last). Without an example
+    the graph cannot be traced: every conv/linear layer but the last (the classifier or
+    detection head keeps its outputs), which is only right for plain chains."""
     if hasattr(model, "prunable_layers"):
         return list(model.prunable_layers())
     if hasattr(model, "stages"):
         return [name for _, _, name in block_convs(model)]
+    if example is not None:
+        return generic_layers(model, example)
     names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
     return names[:-1]
 

@@ -46,17 +46,17 @@ class FilterPruning:
 
     def apply(self, model: Any, cfg: FilterConfig, ctx: Context) -> Compressed:
         modules = dict(model.named_modules())
+        example = torch.zeros((1, *ctx.input_shape))
         if cfg.plan:
             plan = li_plan(model, cfg.plan)
         else:
-            layers = list(cfg.layers) if cfg.layers else prunable_layers(model)
+            layers = list(cfg.layers) if cfg.layers else prunable_layers(model, example)
             unknown = [n for n in layers if n not in modules]
             if unknown:
                 raise ValueError(f"no layer named {unknown[0]} "
-                                 f"(layers: {', '.join(prunable_layers(model))})")
+                                 f"(layers: {', '.join(prunable_layers(model, example))})")
             plan = {n: int(round(cfg.ratio * modules[n].weight.shape[0])) for n in layers}
-        removed = prune_filters(model, plan, type(self).criterion,
-                                torch.zeros((1, *ctx.input_shape)))
+        removed = prune_filters(model, plan, type(self).criterion, example)
         return Compressed(model=model, info={"removed": {k: len(v) for k, v in removed.items()}})
 
 
