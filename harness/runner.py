@@ -657,6 +657,7 @@ class Runner:
         big = max(timing.batch_sizes)
         self.ev.stage(f"{spec.name} on {target_name}: accuracy")
         sess = target.prepare(art, big, self.threads, art.precision, **settings)
+        _note_prepare(row, sess, big)
         first = {big: first_call_ns(sess, _timing_input(x_all, big))}
         row["precision"] = sess.precision
         row["metric"] = self.scorer.metric
@@ -674,6 +675,7 @@ class Runner:
                 cand = sess
             else:
                 cand = target.prepare(art, b, self.threads, art.precision, **settings)
+                _note_prepare(row, cand, b)
                 first[b] = first_call_ns(cand, x)
             ref = self._reference(spec.name, target_name, baseline, b, settings)
             verdict, sp, ct, rt, window, attempts = quality.measure_until_clean(
@@ -696,6 +698,14 @@ class Runner:
                 samples.append({"batch_size": b, "side": side, "rounds": t.rounds,
                                 "samples_ns": t.samples_ns})
         return row, meas, samples
+
+
+def _note_prepare(row: dict[str, Any], sess: Any, batch: int) -> None:
+    """What preparing a session cost, when its target says (`sess.runtime_info`, e.g.
+    torch-inductor's compile seconds): kept per batch size in the row's runtime_settings, apart
+    from first_call_ms and the timed samples."""
+    for key, value in (getattr(sess, "runtime_info", None) or {}).items():
+        row["runtime_settings"].setdefault(key, {})[str(batch)] = value
 
 
 # the files of a compressed-model cache entry (see harness/cache.py and harness/modeldata.py)

@@ -123,6 +123,13 @@ def quantize_for_all(model: torch.nn.Module, ctx: Context, calib: np.ndarray,
     for name in ("onnxruntime-cpu", "openvino-cpu", "torch-cpu"):
         if wanted is not None and name not in wanted:
             skipped[name] = "not a target of this run"
+    if wanted is None or "torch-inductor" in wanted:
+        # no INT8 toolchain for Inductor here: the reason becomes that cell's error
+        from harness.targets.torch_inductor import int8_unsupported
+
+        why = int8_unsupported()
+        if why:
+            skipped["torch-inductor"] = why
     need_onnx = wanted is None or bool({"onnxruntime-cpu", "openvino-cpu"} & wanted)
     fp32 = (to_onnx(model, tuple(ctx.input_shape), ctx.workdir / "fp32-for-int8.onnx")
             if need_onnx else None)
