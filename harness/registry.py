@@ -29,8 +29,12 @@ def describe(obj: Any) -> str:
 class Registry(Generic[T]):
     """Names -> objects for one kind (method, target, model, dataset)."""
 
-    def __init__(self, kind: str, package: str, group: str) -> None:
+    def __init__(self, kind: str, package: str, group: str,
+                 references: str | None = None) -> None:
         self.kind = kind
+        # "module:function" turning a name with a ':' into an entry (models by reference,
+        # harness/model_refs.py): resolved on lookup, never listed among the registered names
+        self.references = references
         self.package = package
         self.group = group
         self._items: dict[str, T] = {}
@@ -82,10 +86,16 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The entry called `name`, or a UsageError listing the valid names."""
         self._load()
+        if name not in self._items and self.references and ":" in name:
+            return self._reference(name)
         try:
             return self._items[name]
         except KeyError:
             raise unknown(self.kind, name, self._items) from None
+
+    def _reference(self, name: str) -> T:
+        module, _, func = self.references.partition(":")  # type: ignore[union-attr]
+        return getattr(importlib.import_module(module), func)(name)
 
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a shell-style pattern, sorted."""
@@ -97,11 +107,21 @@ class Registry(Generic[T]):
         return sorted(self._items.items())
 
     def __contains__(self, name: str) -> bool:
+        """Registered, or a reference that resolves (a bad reference is not contained)."""
         self._load()
-        return name in self._items
+        if name in self._items:
+            return True
+        if self.references and ":" in name:
+            try:
+                self._reference(name)
+            except UsageError:
+                return False
+            return True
+        return False
 
 
 METHODS: Registry[Any] = Registry("method", "harness.methods", "harness.methods")
 TARGETS: Registry[Any] = Registry("target", "harness.targets", "harness.targets")
-MODELS: Registry[Any] = Registry("model", "harness.benchmarks.models", "harness.models")
+MODELS: Registry[Any] = Registry("model", "harness.benchmarks.models", "harness.models",
+                                 references="harness.model_refs:resolve")
 DATASETS: Registry[Any] = Registry("dataset", "harness.benchmarks.datasets", "harness.datasets")

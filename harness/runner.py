@@ -33,6 +33,7 @@ from harness import export
 from harness.export import to_onnx
 from harness.metrics import byte_sizes, file_sizes, model_metrics
 from harness.registry import DATASETS, METHODS, MODELS, TARGETS
+from harness.model_refs import RefSpec
 from harness.store import Store
 from harness.suite import MethodRun, Profile, Suite
 from harness.timing import first_call_ns, sig3
@@ -143,6 +144,13 @@ class Runner:
                 raise UsageError(f"model '{m}' is a {MODELS.get(m).task} model but dataset "
                                  f"'{opts.suite.dataset}' is for {self.task}")
         if self.task == "detect" and (self.profile.train.augment or self.profile.finetune.augment):
+            if not isinstance(MODELS.get(m), RefSpec):
+                continue
+            # a model by reference (harness/model_refs.py): build it once now, so a callable
+            # that returns no nn.Module or an unusable checkpoint is a line and exit 2 here
+            with torch.random.fork_rng(devices=[]):
+                build_model(MODELS.get(m), self.dataset.num_classes,
+                            tuple(self.dataset.input_shape), opts.suite.model_options.get(m))
             raise UsageError("augment = true flips and crops images but not boxes: it is for "
                              "classifiers only (set it false in the suite's detection profiles)")
         self.scorer: Any = ClassifyScorer()  # a detector's scorer comes with its baseline
@@ -181,7 +189,11 @@ class Runner:
         return sum(len(self.method_runs(m)) for m in self.o.suite.models) * len(self.targets)
 
     def _data_key(self) -> dict[str, Any]:
-        return {"dataset": self.o.suite.dataset, "options": self.o.suite.dataset_options}
+        key = {"dataset": self.o.suite.dataset, "options": self.o.suite.dataset_options}
+        fingerprint = getattr(self.dataset, "fingerprint", None)  # a user's folder of images
+        if fingerprint is not None:
+            key["content"] = fingerprint()
+        return key
 
     def baseline_key(self, model: str) -> str:
         key = {"model": model, "data": self._data_key(), "recipe": self.profile.train,
@@ -416,7 +428,9 @@ class Runner:
         are redone every run (the export is written atomically)."""
         folder = self.baseline_folder(spec.name)
         model = self._seeded(spec.name)
-        entry = None if force else cache.read_entry(folder, self.ev.log)
+        # train = false (model_options): the checkpoint the model was built with is the baseline
+        untrained = (self.o.suite.model_options.get(spec.name) or {}).get("train") is False
+        entry = None if force or untrained else cache.read_entry(folder, self.ev.log)
         if entry is not None:
             try:
                 modeldata.load_state(model, entry.read_bytes(WEIGHTS))
@@ -424,7 +438,9 @@ class Runner:
             except Exception as exc:  # a cache problem is a cache miss, never a failed cell
                 cache.reject(folder, f"cannot load its weights ({_error(exc)})", self.ev.log)
                 entry, model = None, self._seeded(spec.name)
-        if entry is None:
+        if untrained:
+            self.ev.log(f"{spec.name}: baseline = its checkpoint as it is (train = false)")
+        elif entry is None:
             cache.discard(folder)
             self.ev.stage(f"{spec.name}: training baseline")
             faults.checkpoint("baseline-train")

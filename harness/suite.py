@@ -245,9 +245,12 @@ def _profile(name: str, d: Any, where: str) -> Profile:
     )
 
 
-def _model_options(raw: Any, models: tuple[str, ...], where: str) -> dict[str, dict[str, Any]]:
+def _model_options(raw: Any, models: tuple[str, ...], where: str,
+                   base: Path | None = None) -> dict[str, dict[str, Any]]:
     """`[model_options.<model>]` tables: each key must be an argument of that model's builder
-    (the ones the harness sets itself, classes/channels/image size, are not options)."""
+    (the ones the harness sets itself, classes/channels/image size, are not options). A
+    relative `checkpoint` is relative to the suite file's folder (`base`), so a suite and its
+    weights move together; `train = false` (the checkpoint is the baseline) needs one."""
     import inspect
 
     if not isinstance(raw, dict):
@@ -268,9 +271,12 @@ def _model_options(raw: Any, models: tuple[str, ...], where: str) -> dict[str, d
     return out
 
 
-def _dataset_options(raw: Any, dataset: str, where: str) -> dict[str, Any]:
+def _dataset_options(raw: Any, dataset: str, where: str,
+                     base: Path | None = None) -> dict[str, Any]:
     """`dataset_options`: arguments of the dataset's constructor (not where its data lives, nor
-    whether to download: those are the CLI's), each of the type it takes."""
+    whether to download: those are the CLI's), each of the type it takes. Options the dataset
+    names in `path_options` (e.g. imagefolder's `root`) are relative to the suite file's
+    folder (`base`)."""
     import inspect
 
     opts = table(raw, f"{where}: dataset_options")
@@ -279,7 +285,11 @@ def _dataset_options(raw: Any, dataset: str, where: str) -> dict[str, Any]:
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         _check_keys(opts, set(params) - {"data_dir", "download"}, f"{where} [dataset_options]")
     check_fields(cls, opts, f"{where} [dataset_options]")
-    return dict(opts)
+    out = dict(opts)
+    for key in getattr(cls, "path_options", ()):
+        if base is not None and isinstance(out.get(key), str) and out[key]:
+            out[key] = str(base / Path(out[key]).expanduser())
+    return out
 
 
 def _budgets(raw: Any, where: str) -> Budgets:
@@ -293,7 +303,12 @@ def _budgets(raw: Any, where: str) -> Budgets:
         return Budgets(**opts)
     except ValueError as exc:
         raise UsageError(f"{where} budgets: {exc}") from None
+        if opts.get("train") is False and not opts.get("checkpoint"):
+            raise UsageError(f"{where} [model_options.{model}]: train = false needs a "
+                             "checkpoint (the baseline is then that checkpoint, untrained)")
 
+        if base is not None and isinstance(opts.get("checkpoint"), str) and opts["checkpoint"]:
+            out[model]["checkpoint"] = str(base / Path(opts["checkpoint"]).expanduser())
 
 def load(name_or_path: str) -> Suite:
     """Parse and validate a suite by registered name or file path. Anything wrong is a
@@ -331,8 +346,10 @@ def _load(name_or_path: str) -> Suite:
     check(seed, int, "seed", where)
     if not 0 <= seed < 2**32:
         raise UsageError(f"{where}: 'seed' must be in [0, 2**32), not {seed}")
-    dataset_options = _dataset_options(raw.get("dataset_options", {}), raw["dataset"], where)
-    model_options = _model_options(raw.get("model_options", {}), models, where)
+    dataset_options = _dataset_options(raw.get("dataset_options", {}), raw["dataset"], where,
+                                       path.resolve().parent)
+    model_options = _model_options(raw.get("model_options", {}), models, where,
+                                   path.resolve().parent)
     profiles = {}
     for pname, pdata in table(raw["profiles"], f"{where}: profiles").items():
         if pname not in PROFILES:

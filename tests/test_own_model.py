@@ -1,0 +1,294 @@
+"""Your network, your data: models by reference (`torchvision:NAME`, `module:callable`) with
+their options (input_shape, checkpoint, train), and the `imagefolder` dataset."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import have_fashion_mnist, run_cli, synthetic_digits
+from harness.errors import UsageError
+
+TESTS = Path(__file__).resolve().parent
+ENV = {"PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+SUITE = """
+name = "own"
+dataset = "imagefolder"
+dataset_options = {{ root = "{root}", channels = 1 }}
+models = {models}
+targets = ["onnxruntime-cpu"]
+{extra}
+[profiles.smoke]
+train = {{ epochs = 1, lr = 0.05, batch_size = 32 }}
+finetune = {{ epochs = 0.5, lr = 0.01, batch_size = 32 }}
+eval_samples = 60
+timing = {{ batch_sizes = [1, 8], iterations = 4, warmup = 1, rounds = 2, threads = 1 }}
+"""
+
+
+def write_folder(root: Path, n_train: int = 120, n_val: int = 60, classes: int = 10) -> Path:
+    """Learnable grey 28x28 PNGs (a class-placed bright block) in ImageFolder layout."""
+    from PIL import Image
+
+    for split, n, seed in (("train", n_train, 1), ("val", n_val, 2)):
+        images, labels = synthetic_digits(n, seed)
+        for i, (img, c) in enumerate(zip(images, labels, strict=True)):
+            if c >= classes:
+                continue
+            folder = root / split / f"c{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img, mode="L").save(folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_folder(tmp_path_factory.mktemp("imgs"))
+
+
+def suite_file(tmp: Path, root: Path, models: list[str], extra: str = "") -> Path:
+    path = tmp / "suite.toml"
+    path.write_text(SUITE.format(root=root, models="[" + ", ".join(f'"{m}"' for m in models)
+                                 + "]", extra=extra))
+    return path
+
+
+def runner_for(path: Path, tmp: Path):  # type: ignore[no-untyped-def]
+    from harness import suite as suites
+    from harness.runner import Runner, RunOptions
+
+    return Runner(RunOptions(suite=suites.load(str(path)), profile="smoke", targets=["null"],
+                             store=tmp / "r.db", cache_dir=tmp / "cache"))
+
+
+# ---- references ---------------------------------------------------------------------------
+
+def test_references_resolve_to_specs_like_registered_ones() -> None:
+    from harness.api import build_model
+    from harness.registry import MODELS
+
+    spec = MODELS.get("torchvision:resnet18")
+    assert spec.task == "classify" and "torchvision:resnet18" in MODELS
+    assert "torchvision:resnet18" not in MODELS.names()  # listed forms stay the registered ones
+    grey = build_model(spec, 7, (1, 32, 32))
+    assert grey.conv1.in_channels == 1  # grey images: the RGB stem rebuilt for one channel
+    assert grey(torch.zeros(2, 1, 32, 32)).shape == (2, 7)
+    resized = build_model(spec, 7, (1, 32, 32), {"input_shape": [3, 64, 64]})
+    assert type(resized).__name__ == "Resized" and resized.size == (64, 64)
+    own = build_model(MODELS.get("own_nets:tiny_cnn"), 4, (3, 16, 16))
+    assert own[0].in_channels == 3 and own(torch.zeros(1, 3, 16, 16)).shape == (1, 4)
+
+
+@pytest.mark.parametrize("name, words", [
+    ("torchvision:resnt18", ["unknown torchvision classification model", "resnet18"]),
+    ("torchvision:fasterrcnn_resnet50_fpn", ["classification", "choose from"]),
+    ("no_such_pkg.nets:f", ["cannot import module 'no_such_pkg.nets'"]),
+    ("own_nets:missing", ["has no callable 'missing'", "tiny_cnn"]),
+])
+def test_bad_reference_is_one_line(name: str, words: list[str]) -> None:
+    from harness.registry import MODELS
+
+    with pytest.raises(UsageError) as info:
+        MODELS.get(name)
+    text = str(info.value)
+    assert "\n" not in text and all(w in text for w in words), text
+    assert name not in MODELS
+
+
+def test_bad_references_exit_2_from_the_cli(tmp_path: Path, images: Path) -> None:
+    for models, words in ((["torchvision:resnt18"], "resnet18"),
+                          (["own_nets:not_a_module"], "not a torch.nn.Module")):
+        path = suite_file(tmp_path, images, models)
+        res = run_cli("run", "--suite", str(path), "--profile", "smoke", "--target", "null",
+                      "--store", str(tmp_path / "r.db"), cwd=tmp_path, env=ENV)
+        assert res.returncode == 2, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], res.stderr
+
+
+# ---- checkpoints ----------------------------------------------------------------------------
+
+def test_train_false_needs_a_checkpoint(tmp_path: Path, images: Path) -> None:
+    from harness import suite as suites
+
+    path = suite_file(tmp_path, images, ["own_nets:tiny_cnn"],
+                      '[model_options."own_nets:tiny_cnn"]\ntrain = false\n')
+    with pytest.raises(UsageError, match="train = false needs a checkpoint"):
+        suites.load(str(path))
+
+
+def test_train_false_baseline_is_the_checkpoint_untrained(tmp_path: Path, images: Path) -> None:
+    """The checkpoint (a state dict, relative to the suite file) is the baseline as it is: the
+    weights are bit-identical and the accuracy is the checkpoint's own on the same images."""
+    from safetensors.torch import save_file
+
+    from harness.registry import MODELS
+    from harness.scoring import ClassifyScorer
+    from harness.train import predict_logits
+    from own_nets import tiny_cnn
+
+    torch.manual_seed(5)
+    net = tiny_cnn(10, 1)
+    with torch.no_grad():  # distinct BN statistics: a training step would move them too
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    for name, write in (("w.pt", lambda p: torch.save(state, p)),
+                        ("w.safetensors", lambda p: save_file(state, str(p)))):
+        write(tmp_path / name)
+        path = suite_file(tmp_path, images, ["own_nets:tiny_cnn"],
+                          f'[model_options."own_nets:tiny_cnn"]\ncheckpoint = "{name}"\n'
+                          "train = false\n")
+        runner = runner_for(path, tmp_path)
+        train_ds, test_ds = runner.load_data()
+        prepared, acc = runner._ensure_baseline(MODELS.get("own_nets:tiny_cnn"), train_ds,
+                                                test_ds)
+        got = prepared.module.state_dict()
+        assert all(torch.equal(got[k], v) for k, v in state.items()), name
+        logits, labels = predict_logits(net.eval(), test_ds, 60)
+        assert acc == ClassifyScorer().score(logits.numpy(), labels.numpy())[0]
+
+
+def test_checkpoint_is_never_unpickled(tmp_path: Path, images: Path) -> None:
+    """A pickled module (code, not tensors) is refused by torch.load(weights_only=True)."""
+    from own_nets import tiny_cnn
+
+    torch.save(tiny_cnn(10, 1), tmp_path / "module.pt")
+    path = suite_file(tmp_path, images, ["own_nets:tiny_cnn"],
+                      '[model_options."own_nets:tiny_cnn"]\ncheckpoint = "module.pt"\n')
+    res = run_cli("run", "--suite", str(path), "--profile", "smoke", "--target", "null",
+                  "--store", str(tmp_path / "r.db"), cwd=tmp_path, env=ENV)
+    assert res.returncode == 2 and "cannot be read as a state dict" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_checkpoint_content_is_in_the_baseline_key(tmp_path: Path, images: Path) -> None:
+    from own_nets import tiny_cnn
+
+    ckpt = tmp_path / "w.pt"
+    state = tiny_cnn(10, 1).state_dict()
+    torch.save(state, ckpt)
+    path = suite_file(tmp_path, images, ["torchvision:resnet18", "own_nets:tiny_cnn"],
+                      f'[model_options."own_nets:tiny_cnn"]\ncheckpoint = "{ckpt}"\n')
+    first = runner_for(path, tmp_path).baseline_key("own_nets:tiny_cnn")
+    state["0.bias"] += 1.0
+    torch.save(state, ckpt)
+    os.utime(ckpt, ns=(1, 1))
+    runner = runner_for(path, tmp_path)
+    assert runner.baseline_key("own_nets:tiny_cnn") != first
+    folder = runner.baseline_folder("torchvision:resnet18")  # ':' made file-system safe
+    assert ":" not in folder.name and folder.parent == tmp_path / "cache" / "baselines"
+
+
+# ---- the imagefolder dataset ----------------------------------------------------------------
+
+def test_imagefolder_decodes_once_with_options(images: Path) -> None:
+    from harness.registry import DATASETS
+
+    ds = DATASETS.get("imagefolder")(root=str(images), resize=32, crop=24, channels=3,
+                                     mean=[0.5, 0.5, 0.5], std=[0.25, 0.25, 0.25])
+    assert ds.num_classes == 10 and ds.input_shape == (3, 24, 24)
+    x, y = ds.train().tensors
+    assert x.shape[1:] == (3, 24, 24) and len(x) == len(y) and int(y.max()) == 9
+    assert torch.equal(x[:, 0], x[:, 1])  # grey PNGs in RGB: three equal channels
+    assert float(x.min()) == pytest.approx(-2.0, abs=0.05)  # (0 - 0.5) / 0.25
+    assert ds.train() is ds.train()  # decoded once
+
+
+@pytest.mark.parametrize("layout, words", [
+    ("missing", "no folder"), ("empty", "holds no images"), ("classes", "different classes")])
+def test_bad_image_folder_names_the_layout(tmp_path: Path, images: Path, layout: str,
+                                           words: str) -> None:
+    import shutil
+
+    from harness.registry import DATASETS
+
+    root = tmp_path / "data"
+    if layout == "empty":
+        (root / "train").mkdir(parents=True)
+        (root / "val").mkdir()
+    elif layout == "classes":
+        shutil.copytree(images, root)
+        shutil.rmtree(root / "val" / "c3")
+    with pytest.raises(UsageError) as info:
+        DATASETS.get("imagefolder")(root=str(root)).train()
+    text = str(info.value)
+    assert words in text and "<root>/train/<class>/*.png" in text and "\n" not in text, text
+
+
+def test_missing_folder_exits_2_from_the_cli(tmp_path: Path) -> None:
+    path = suite_file(tmp_path, Path("no-such-folder"), ["own_nets:tiny_cnn"])
+    res = run_cli("run", "--suite", str(path), "--profile", "smoke", "--target", "null",
+                  "--store", str(tmp_path / "r.db"), cwd=tmp_path, env=ENV)
+    assert res.returncode == 2, res.stderr
+    line = res.stderr.strip()
+    assert "\n" not in line and str(tmp_path / "no-such-folder" / "train") in line  # suite-relative
+    assert "<root>/val/<class>/*.png" in line
+
+
+# ---- end to end on real images ----------------------------------------------------------------
+
+E2E = """
+name = "own-e2e"
+dataset = "imagefolder"
+dataset_options = { root = "imgs", resize = 32, channels = 1, mean = [0.286], std = [0.353] }
+models = ["torchvision:mobilenet_v3_small", "torchvision:resnet18", "own_nets:tiny_cnn"]
+targets = ["onnxruntime-cpu", "openvino-cpu", "torch-cpu"]
+
+[model_options."torchvision:resnet18"]
+input_shape = [3, 32, 32]
+
+[[methods]]
+name = "l1-filter"
+grid = { ratio = [0.5] }
+models = [{l1_models}]
+
+[[methods]]
+name = "int8-ptq"
+
+[profiles.smoke]
+train = { epochs = 3, lr = 0.05, momentum = 0.9, batch_size = 32 }
+finetune = { epochs = 1, lr = 0.01, batch_size = 32 }
+eval_samples = 100
+timing = { batch_sizes = [1, 8], iterations = 4, warmup = 1, rounds = 2, threads = 2 }
+"""
+L1_MODELS = ["torchvision:resnet18", "own_nets:tiny_cnn", "torchvision:mobilenet_v3_small"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_fashion_mnist(),
+                    reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_own_models_on_a_folder_of_fashion_mnist_pngs(tmp_path: Path) -> None:
+    from harness.benchmarks.make_imagefolder import write
+
+    assert write(tmp_path / "imgs", per_class=20, val_per_class=10) == 300
+    path = tmp_path / "own.toml"
+    path.write_text(E2E.replace("{l1_models}", ", ".join(f'"{m}"' for m in L1_MODELS)))
+    res = run_cli("run", "--suite", str(path), "--profile", "smoke",
+                  "--store", str(tmp_path / "r.db"), cwd=tmp_path, env=ENV)
+    assert res.returncode == 0, res.stderr[-2000:]
+    con = sqlite3.connect(tmp_path / "r.db")
+    rows = con.execute("SELECT model, method, target, status, error, top1_target, "
+                       "top1_retrained FROM cells").fetchall()
+    con.close()
+    failed = [r for r in rows if r[3] != "ok"]
+    assert not failed, failed
+    expected = {(m, meth, t) for m in E2E_MODELS for t in TARGETS
+                for meth in ("baseline", "int8-ptq", *(["l1-filter"] if m in L1_MODELS else []))}
+    assert {(r[0], r[1], r[2]) for r in rows} == expected
+    for model, method, target, _, _, top1, retrained in rows:
+        assert top1 is not None and 0.0 <= top1 <= 1.0, (model, method, target)
+    tiny = [r[5] for r in rows if r[0] == "own_nets:tiny_cnn" and r[1] == "baseline"]
+    assert min(tiny) > 0.3  # real pixels, 3 short epochs: well above chance (10%)
+
+
+E2E_MODELS = ("torchvision:mobilenet_v3_small", "torchvision:resnet18", "own_nets:tiny_cnn")
+TARGETS = ("onnxruntime-cpu", "openvino-cpu", "torch-cpu")
