@@ -1,4 +1,4 @@
-"""`harness`: list, run, report, export, compare.
+"""`harness`: list, run, plan, tune, recommend, report, export, compare.
 
 Exit codes people can script: 0 when every cell of a run is ok, 1 when any cell failed (after
 the whole sweep and the report, with a summary line), 2 for bad input: an unknown name, a
@@ -452,6 +452,117 @@ class Objective(str, Enum):
 class AnswerFormat(str, Enum):
     text = "text"
     json = "json"
+
+
+@app.command()
+def tune(
+    suite: Annotated[str, typer.Option(help="Suite name or path; its [[methods]] `search` "
+                                            "tables are the space.")],
+    target: Annotated[list[str] | None, typer.Option(help="Target runtime; repeat for several "
+                                                          "(default: the suite's).")] = None,
+    trials: Annotated[int, typer.Option(help="Finished trials the study should hold (a "
+                                             "resumed study runs only the rest).")] = 20,
+    model: Annotated[str | None, typer.Option(help="The suite's model to tune (needed when "
+                                                   "it has several).")] = None,
+    profile: Annotated[str, typer.Option(help="smoke, quick or full.")] = "quick",
+    batch: Annotated[int, typer.Option(help="Batch size of the speedup objective.")] = 1,
+    method: Annotated[list[str] | None, typer.Option(help="Only the search spaces of these "
+                                                          "methods (repeatable).")] = None,
+    sampler: Annotated[str, typer.Option(help="tpe (multi-objective TPE), nsga2 or "
+                                              "random.")] = "tpe",
+    size: Annotated[bool, typer.Option("--size/--no-size", help="Also minimise the exported "
+                                                                 "size.")] = False,
+    store: Annotated[Path, typer.Option(help="SQLite result store; the study's journal "
+                                             "lives beside it.")] = DEFAULT_STORE,
+    report_dir: Annotated[Path | None, typer.Option(help="Report folder (default: "
+                                                         "reports/<suite>/).")] = None,
+    cache_dir: Annotated[Path | None, typer.Option(help="Checkpoints and exported models "
+                                                        "(default: beside the store).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Threads for every runtime (default: "
+                                                      "the suite's).")] = None,
+) -> None:
+    """Search the suite's space for the best trade-offs on each target (Optuna, measured).
+
+    Every trial is an ordinary stored cell; the study resumes after a kill; the report draws
+    each target's front and marks where two targets' fronts disagree."""
+    from harness import fronts
+    from harness.reports.html import render
+    from harness.runner import RunOptions, Runner
+    from harness.slug import slug
+    from harness.store import Store
+    from harness.suite import PROFILES
+    from harness.tune import SAMPLERS, TuneEvents, TuneOptions, Tuner, journal_path, objectives
+
+    if profile not in PROFILES:
+        fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
+    if sampler not in SAMPLERS:
+        fail(f"unknown sampler '{sampler}' (choose from: {', '.join(SAMPLERS)})")
+    if trials < 1:
+        fail(f"--trials must be >= 1, not {trials}")
+    if threads is not None and threads < 1:
+        fail("--threads must be >= 1")
+    s = _load_suite(suite, [model] if model else None)
+    if model is None:
+        if len(s.models) > 1:
+            fail(f"suite {s.name} has several models: pass --model (choose from: "
+                 f"{', '.join(s.models)})")
+        model = s.models[0]
+    spaces = tuple(sp for sp in s.search if sp.applies_to(model)
+                   and (not method or sp.method in method))
+    if method:
+        have = sorted({sp.method for sp in s.search if sp.applies_to(model)})
+        bad = [m for m in method if m not in have]
+        if bad:
+            fail(f"method '{bad[0]}' has no search space for {model} in suite {s.name} "
+                 f"(choose from: {', '.join(have) or 'none'})")
+    opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
+                      cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir,
+                      threads=threads, command=" ".join(["harness", *sys.argv[1:]]))
+    runner = Runner(opts)
+    for name, reason in runner.skipped.items():
+        err.print(f"skipping target {name}: {reason}", markup=False, highlight=False)
+    if not runner.targets:
+        fail("no usable target: " + "; ".join(f"{k}: {v}" for k, v in runner.skipped.items()))
+    names = [n for n, _ in objectives(runner.targets, batch, size)]
+
+    def said(r) -> None:  # type: ignore[no-untyped-def]
+        what = fronts.trial_label(r.run.method, r.run.config) if r.run else "?"
+        if r.state == "COMPLETE":
+            vals = ", ".join(f"{n} {v:.3g}" for n, v in zip(names, r.values or [], strict=False))
+            note = " (stored before: not re-measured)" if r.reused else ""
+            console.print(f"trial {r.number}: {what}: {vals}{note}", markup=False,
+                          highlight=False, soft_wrap=True)
+        else:
+            console.print(f"trial {r.number}: {what}: FAILED: {r.error}", markup=False,
+                          highlight=False, soft_wrap=True)
+
+    tuner = Tuner(runner, TuneOptions(model=model, trials=trials, batch=batch, sampler=sampler,
+                                      size=size, spaces=spaces),
+                  TuneEvents(trial=said, log=lambda t: err.print(t, markup=False,
+                                                                 highlight=False)))
+    runner.load_data()
+    Store(store).close()  # a store that cannot be written is one line now, not after training
+    console.print(f"study {tuner.name} in {journal_path(store)}: {trials} trials, objectives: "
+                  f"{'; '.join(names)}", markup=False, highlight=False, soft_wrap=True)
+    tuner.run()
+    st = Store(store, readonly=True)
+    pts = fronts.points(st, s.name).get(tuner.name, [])
+    for t, ps in fronts.by_target(pts).items():
+        console.print(f"front on {t} (accuracy %, speedup b={batch}):", markup=False,
+                      highlight=False)
+        for p in fronts.front(ps):
+            ci = (f" [{p.ci_low:.2f}, {p.ci_high:.2f}]" if p.ci_low is not None
+                  and p.ci_high is not None else "")
+            console.print(f"  trial {p.trial:>3} {p.label}: {p.accuracy:.2f}%  "
+                          f"{p.speedup:.2f}{ci}x", markup=False, highlight=False,
+                          soft_wrap=True)
+    for d in fronts.disagreements(pts):
+        console.print("fronts disagree: " + d.describe(), markup=False, highlight=False,
+                      soft_wrap=True)
+    out = render(st, s.name, report_dir or Path("reports") / slug(s.name))
+    st.close()
+    console.print(f"report {out}", markup=False, highlight=False)
 
 
 @app.command()

@@ -54,10 +54,10 @@ class Plan:
     by_key: dict[str, Step] = field(default_factory=dict, compare=False)
 
 
-def build(runner: Any, store: Any) -> Plan:
+def build(runner: Any, store: Any, runs: list[MethodRun] | None = None) -> Plan:
     """The steps a sweep still has to run, in dependency order (a baseline before its
     compressions, a compression before its measurements); finished cells are left out unless
-    the run is forced."""
+    the run is forced. `runs`: only these method runs (and the baselines), not the grid."""
     from harness import cache
 
     steps: list[Step] = []
@@ -66,7 +66,7 @@ def build(runner: Any, store: Any) -> Plan:
     for model in runner.o.suite.models:
         base_key = runner.baseline_key(model)
         base_step: Step | None = None
-        for run in runner.method_runs(model):
+        for run in runner.method_runs(model, runs):
             todo = []
             for t in runner.targets:
                 cell = runner.cell_key(model, run, t)

@@ -10,6 +10,7 @@ A cell that raises is stored as failed with its error, and the sweep goes on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import functools
@@ -18,7 +19,7 @@ import json
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ from harness.errors import UsageError
 from harness import export
 from harness.export import to_onnx
 from harness.metrics import byte_sizes, file_sizes, model_metrics
-from harness.registry import DATASETS, METHODS, MODELS, TARGETS
 from harness.model_refs import RefSpec
+from harness.registry import DATASETS, METHODS, MODELS, TARGETS
 from harness.store import Store
 from harness.suite import MethodRun, Profile, Suite
 from harness.timing import first_call_ns, sig3
@@ -143,7 +144,6 @@ class Runner:
             if MODELS.get(m).task != self.task:
                 raise UsageError(f"model '{m}' is a {MODELS.get(m).task} model but dataset "
                                  f"'{opts.suite.dataset}' is for {self.task}")
-        if self.task == "detect" and (self.profile.train.augment or self.profile.finetune.augment):
             if not isinstance(MODELS.get(m), RefSpec):
                 continue
             # a model by reference (harness/model_refs.py): build it once now, so a callable
@@ -151,6 +151,7 @@ class Runner:
             with torch.random.fork_rng(devices=[]):
                 build_model(MODELS.get(m), self.dataset.num_classes,
                             tuple(self.dataset.input_shape), opts.suite.model_options.get(m))
+        if self.task == "detect" and (self.profile.train.augment or self.profile.finetune.augment):
             raise UsageError("augment = true flips and crops images but not boxes: it is for "
                              "classifiers only (set it false in the suite's detection profiles)")
         self.scorer: Any = ClassifyScorer()  # a detector's scorer comes with its baseline
@@ -179,9 +180,11 @@ class Runner:
 
     # ---- planning ---------------------------------------------------------------------------
 
-    def method_runs(self, model: str) -> list[MethodRun]:
-        runs = [MethodRun("baseline")] + [r for r in self.o.suite.runs if r.applies_to(model)]
-        if self.o.methods:
+    def method_runs(self, model: str, only: list[MethodRun] | None = None) -> list[MethodRun]:
+        """The runs of a model's cells: the baseline, then the suite's grid (or `only`)."""
+        runs = [MethodRun("baseline")] + [r for r in (self.o.suite.runs if only is None
+                                                      else only) if r.applies_to(model)]
+        if self.o.methods and only is None:
             runs = [r for r in runs if r.method == "baseline" or r.method in self.o.methods]
         return runs
 
@@ -260,7 +263,15 @@ class Runner:
     def run(self, executor: Any = None) -> str:
         """Plan the sweep, let the executor run its steps, and store every cell it returns:
         this process is the store's only writer (one transaction per cell)."""
-        from harness import plan as plans
+        with self.session(executor) as sweep:
+            sweep()
+        return self.run_id
+
+    @contextlib.contextmanager
+    def session(self, executor: Any = None) -> Iterator[Callable[..., None]]:
+        """One stored run (`runs` row) around any number of sweeps: `sweep()` runs the
+        suite's grid, `sweep([run, ...])` only those method runs (and the baselines they
+        need), as `harness tune` does once per trial."""
         from harness.executors.local import LocalExecutor
 
         suite = self.o.suite
@@ -272,20 +283,24 @@ class Runner:
                         command=self.o.command, machine=self.machine, versions=self.versions,
                         settings=settings)
         try:
-            plan = plans.build(self, store)
-            for model, run, t in plan.skipped:
-                self.ev.cell(f"{model} {run.label} {t} (stored, skipped)")
-            for result in executor.run(self, plan):
-                for cell, meas, samples in result.cells:
-                    faults.checkpoint("store-write")
-                    store.put_cell(cell, meas, samples)
-                    status = ("ok" if cell["status"] == "ok"
-                              else "FAILED: " + (cell["error"] or "").splitlines()[0])
-                    self.ev.cell(f"{cell['model']} {_label(cell)} {cell['target']} {status}")
+            yield functools.partial(self._sweep, store, executor)
         finally:
             store.finish_run(self.run_id)
             store.close()
-        return self.run_id
+
+    def _sweep(self, store: Store, executor: Any, runs: list[MethodRun] | None = None) -> None:
+        from harness import plan as plans
+
+        plan = plans.build(self, store, runs)
+        for model, run, t in plan.skipped:
+            self.ev.cell(f"{model} {run.label} {t} (stored, skipped)")
+        for result in executor.run(self, plan):
+            for cell, meas, samples in result.cells:
+                faults.checkpoint("store-write")
+                store.put_cell(cell, meas, samples)
+                status = ("ok" if cell["status"] == "ok"
+                          else "FAILED: " + (cell["error"] or "").splitlines()[0])
+                self.ev.cell(f"{cell['model']} {_label(cell)} {cell['target']} {status}")
 
     # ---- one step, in this process (the local executor calls this directly; the Ray
     # executor calls it in a worker, on a Runner built from the same options) --------------

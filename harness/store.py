@@ -5,7 +5,9 @@ what was compressed, how, on which target, its accuracy and size), `measurements
 cell, run and batch size: latency percentiles, throughput and the speedup over the baseline
 timed interleaved with it, its 95% CI, the window's quality and whether it met the scoring
 floors), `samples` (the raw per-call nanoseconds of both interleaved sessions with their round
-sizes, zlib-packed int64, so every summary and CI can be recomputed). A cell's history is kept;
+sizes, zlib-packed int64, so every summary and CI can be recomputed), `trials` (each `harness
+tune` trial: its study, parameters, state and the keys of the ordinary cells it measured, so the
+report can draw a search's fronts from the cells themselves). A cell's history is kept;
 the newest ok row is the current result.
 """
 
@@ -23,7 +25,7 @@ import numpy as np
 
 from harness.errors import UsageError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -57,6 +59,12 @@ CREATE TABLE IF NOT EXISTS samples (
     side TEXT NOT NULL, rounds TEXT NOT NULL, data BLOB NOT NULL,
     PRIMARY KEY (cell_key, run_id, batch_size, side)
 );
+CREATE TABLE IF NOT EXISTS trials (
+    study TEXT NOT NULL, trial INTEGER NOT NULL, suite TEXT, model TEXT, method TEXT,
+    method_config TEXT, params TEXT, targets TEXT, batch_size INTEGER, state TEXT,
+    objective_values TEXT, cell_keys TEXT, error TEXT, created TEXT,
+    PRIMARY KEY (study, trial)
+);
 """
 
 MEASUREMENT_COLUMNS = (
@@ -79,10 +87,13 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     + ("ALTER TABLE cells ADD COLUMN macs INTEGER",
        "ALTER TABLE cells ADD COLUMN runtime_settings TEXT",
        "ALTER TABLE cells ADD COLUMN node TEXT"),
+    # 3 -> 4: the `trials` table of `harness tune` (created by SCHEMA); no column changes
+    (),
 )
 
 JSON_COLUMNS = ("method_config", "layers", "info", "target_versions", "machine", "versions",
-                "settings", "window", "runtime_settings", "node")
+                "settings", "window", "runtime_settings", "node", "params", "targets",
+                "objective_values", "cell_keys")
 
 
 def now() -> str:
@@ -311,14 +322,32 @@ class Store:
                 "AND c2.method_config=c.method_config AND c2.target=c.target "
                 "ORDER BY c2.created DESC, c2.rowid DESC LIMIT 1)"
             )
-        sql = (
-            "SELECT c.*, " + ", ".join(f"m.{col}" for col in MEASUREMENT_COLUMNS)
-            + " FROM cells c LEFT JOIN measurements m "
-            "ON m.cell_key=c.cell_key AND m.run_id=c.run_id"
-            + (" WHERE " + " AND ".join(where) if where else "")
-            + " ORDER BY c.created, c.rowid, m.batch_size"
-        )
+        sql = (_ROWS + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY c.created, c.rowid, m.batch_size")
         return [_decode(r) for r in self.db.execute(sql, args)]
+
+    def cell(self, cell_key: str) -> list[dict[str, Any]]:
+        """The current stored result of one cell: its newest ok row (else its newest failed
+        one), one tidy row per batch size; [] when it was never stored."""
+        row = self.db.execute(
+            "SELECT run_id FROM cells WHERE cell_key=? ORDER BY status='ok' DESC, created DESC,"
+            " rowid DESC LIMIT 1", (cell_key,)).fetchone()
+        if row is None:
+            return []
+        sql = _ROWS + " WHERE c.cell_key=? AND c.run_id=? ORDER BY m.batch_size"
+        return [_decode(r) for r in self.db.execute(sql, (cell_key, row[0]))]
+
+    def put_trial(self, trial: dict[str, Any]) -> None:
+        """Record (or update) one tuner trial; its cells are stored as every cell is."""
+        self._insert("trials", {"created": now(), **trial})
+
+    def trials(self, suite: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT * FROM trials" + (" WHERE suite=?" if suite else "") + " ORDER BY study, trial"
+        return [_decode(r) for r in self.db.execute(sql, (suite,) if suite else ())]
+
+
+_ROWS = ("SELECT c.*, " + ", ".join(f"m.{col}" for col in MEASUREMENT_COLUMNS)
+         + " FROM cells c LEFT JOIN measurements m ON m.cell_key=c.cell_key AND m.run_id=c.run_id")
 
 
 TIMEOUT_ENV = "COMPRESSMARK_STORE_TIMEOUT"

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import search
 from harness.errors import UsageError, unknown
 from harness.recommend import Budgets
 from harness.registry import DATASETS, METHODS, MODELS
+from harness.search import Space
 from harness.timing import TimingConfig
 from harness.train import Recipe
 from harness.typecheck import check, check_fields, hints, kind, show, table
@@ -30,7 +32,7 @@ SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "mo
 PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
 TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads", "max_seconds",
                "min_seconds", "spinning"}
-METHOD_KEYS = {"name", "grid", "config", "models"}
+METHOD_KEYS = {"name", "grid", "config", "models", "search"}
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ class Suite:
     # what `harness recommend` and the report's verdict panel hold configurations to
     # (None: not declared, the defaults of harness.recommend.Budgets apply)
     budgets: Budgets | None = None
+    # what `harness tune` may vary: one space per [[methods]] entry with a `search` table
+    search: tuple[Space, ...] = ()
 
     def profile(self, name: str) -> Profile:
         if name not in self.profiles:
@@ -152,7 +156,9 @@ def _names(value: Any, key: str, where: str, *, empty: bool = False) -> tuple[st
     return tuple(value)
 
 
-def _expand(entry: Any, where: str) -> list[MethodRun]:
+def _expand(entry: Any, where: str) -> tuple[list[MethodRun], Space | None]:
+    """An entry's grid runs (for `harness run`) and its search space (for `harness tune`).
+    An entry with `search` and no `grid` is for the tuner only."""
     entry = table(entry, where, "a table (a [[methods]] entry with a name)")
     _check_keys(entry, METHOD_KEYS, where)
     if "name" not in entry:
@@ -180,6 +186,11 @@ def _expand(entry: Any, where: str) -> list[MethodRun]:
     for key, values in grid.items():
         for value in values if key in known else ():
             check(value, known[key], key, f"{where} grid")
+    space = None
+    if "search" in entry:
+        space = _space(entry["name"], entry["search"], fixed, only, fields, where)
+        if not grid:
+            return [], space
     runs = []
     keys = list(grid)
     for combo in itertools.product(*(grid[k] for k in keys)):
@@ -190,7 +201,25 @@ def _expand(entry: Any, where: str) -> list[MethodRun]:
             raise UsageError(f"{where}: bad config {show(cfg, 200)} for '{entry['name']}': "
                              f"{exc}") from None
         runs.append(MethodRun(entry["name"], cfg, only))
-    return runs
+    return runs, space
+
+
+def _space(method: str, raw: Any, fixed: dict[str, Any], only: tuple[str, ...] | None,
+           fields: set[str], where: str) -> Space:
+    """A `search` table checked now: every range end and choice builds a valid config (so a
+    bad corner is a line at load time, not a failed trial an hour in)."""
+    dims = search.parse(raw, method, fields - set(fixed), where)
+    space = Space(method, dims, tuple(sorted(fixed.items())), only)
+    for point in search.corners(dims):
+        run = space.run(point)
+        try:
+            METHODS.get(run.method).Config(**run.config)
+        except UsageError as exc:
+            raise UsageError(f"{where}: search point {show(point, 200)}: {exc}") from None
+        except Exception as exc:
+            raise UsageError(f"{where}: search point {show(point, 200)} is no valid config for "
+                             f"'{method}': {exc}") from None
+    return space
 
 
 DISTILLERS = ("kd", "fitnets")
@@ -267,7 +296,12 @@ def _model_options(raw: Any, models: tuple[str, ...], where: str,
             raise UsageError(f"{where}: model_options.{model} must be a table")
         _check_keys(opts, valid, f"{where} [model_options.{model}]")
         check_fields(build, opts, f"{where} [model_options.{model}]")
+        if opts.get("train") is False and not opts.get("checkpoint"):
+            raise UsageError(f"{where} [model_options.{model}]: train = false needs a "
+                             "checkpoint (the baseline is then that checkpoint, untrained)")
         out[model] = dict(opts)
+        if base is not None and isinstance(opts.get("checkpoint"), str) and opts["checkpoint"]:
+            out[model]["checkpoint"] = str(base / Path(opts["checkpoint"]).expanduser())
     return out
 
 
@@ -303,12 +337,7 @@ def _budgets(raw: Any, where: str) -> Budgets:
         return Budgets(**opts)
     except ValueError as exc:
         raise UsageError(f"{where} budgets: {exc}") from None
-        if opts.get("train") is False and not opts.get("checkpoint"):
-            raise UsageError(f"{where} [model_options.{model}]: train = false needs a "
-                             "checkpoint (the baseline is then that checkpoint, untrained)")
 
-        if base is not None and isinstance(opts.get("checkpoint"), str) and opts["checkpoint"]:
-            out[model]["checkpoint"] = str(base / Path(opts["checkpoint"]).expanduser())
 
 def load(name_or_path: str) -> Suite:
     """Parse and validate a suite by registered name or file path. Anything wrong is a
@@ -365,8 +394,11 @@ def _load(name_or_path: str) -> Suite:
         raise UsageError(f"{where}: 'methods' is an empty list: add [[methods]] tables, or "
                          "leave the key out to run baselines only")
     runs: list[MethodRun] = []
+    spaces: list[Space] = []
     for i, entry in enumerate(entries):
-        runs.extend(_expand(entry, f"{where} [[methods]] #{i + 1}"))
+        grid_runs, space = _expand(entry, f"{where} [[methods]] #{i + 1}")
+        runs.extend(grid_runs)
+        spaces += [space] if space is not None else []
     runs = with_scratch_controls(runs)
     return Suite(
         name=raw["name"],
@@ -381,4 +413,5 @@ def _load(name_or_path: str) -> Suite:
         seed=seed,
         path=str(path),
         budgets=_budgets(raw["budgets"], where) if "budgets" in raw else None,
+        search=tuple(spaces),
     )

@@ -181,11 +181,14 @@ def render(store: Store, suite: str, out_dir: Path, budgets: Budgets | None = No
     noisy = [{"target": r["target"], "model": r["model"], "label": method_label(r),
               "batch": r["batch_size"], "reason": r.get("quality_reason") or ""}
              for r in rows if r["status"] == "ok" and r.get("quality") == "noisy"]
+    from harness.reports import search
+
+    studies = search.section(store, suite, out_dir)
     env = Environment(loader=PackageLoader("harness.reports", "templates"),
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         suite=suite, run=run, runs=runs, images=images, columns=COLUMNS, results=results,
-        headline=headline, verdicts=[_verdict(a, short) for a in answers],
+        headline=headline, studies=studies, verdicts=[_verdict(a, short) for a in answers],
         budgets=budgets.describe(),
         budget_source=budget_source, filters=filters, csv=CSV_NAME,
         targets=sorted({r["target"] for r in rows if r["status"] == "ok"}),
