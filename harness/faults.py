@@ -14,7 +14,7 @@ import os
 import signal
 
 STAGES = ("baseline-train", "compress", "finetune", "quantize", "export", "measure",
-          "store-write")
+          "store-write", "tune-tell")  # tune-tell: a trial's cells stored, Optuna not told
 
 
 def checkpoint(stage: str) -> None:

@@ -22,7 +22,6 @@ Optuna is imported only here, only when tuning (`pip install compressmark[tune]`
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -314,7 +313,7 @@ class Tuner:
         store.put_trial({
             "study": self.name, "trial": number, "suite": self.runner.o.suite.name,
             "model": self.o.model, "method": r.run.method if r.run else None,
-            "method_config": json.dumps(r.run.config, sort_keys=True) if r.run else None,
+            "method_config": r.run.config if r.run else None,
             "params": study.trials[number].params,
             "targets": self.runner.targets, "batch_size": self.o.batch,
             "state": "INTERRUPTED" if interrupted else r.state,
