@@ -30,6 +30,7 @@ from harness.registry import TARGETS
 from harness.targets._common import dist_version
 
 WARMUP_CALLS = 2  # calls after the compiling one: a guard failure would recompile here, not later
+RECOMPILE_LIMIT = 256  # compiled graphs per forward code object (Dynamo's default is 8)
 
 # id(module) -> (module, {(threads, batch): (compiled callable, compile seconds)}), the most
 # recently prepared modules last. Bounded rather than weak: a compiled module holds its module,
@@ -71,6 +72,18 @@ def cxx() -> str | None:
     except Exception:  # its search raises when no compiler is found
         return None
     return shutil.which(name) and name
+
+
+def _raise_recompile_limit() -> None:
+    """Dynamo keeps one list of compiled graphs per code object, shared by every instance of a
+    class (all of a sweep's pruned LeNet5s, at each batch size); past its limit (8) it would
+    silently run eager. The limit is raised, and reaching it made an error. Set for the
+    process, not patched around the compile: Dynamo's guards include its config, so a patch
+    would recompile on the first call after it (into first_call_ms)."""
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, RECOMPILE_LIMIT)
+    cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 4 * RECOMPILE_LIMIT)
+    cfg.fail_on_recompile_limit_hit = True
 
 
 class InductorSession:
@@ -136,12 +149,14 @@ class TorchInductor:
         compiled = next((c for c, _ in graphs.values()), None)
         if compiled is None:
             compiled = torch.compile(module, backend="inductor", dynamic=False)
-        x = torch.zeros((batch, *artifact.input_shape))
+        _raise_recompile_limit()
+        # through the session's own run(): the guards Dynamo installs (e.g. inference tensors
+        # from numpy under inference_mode) are exactly those of the timed calls
+        sess = InductorSession(compiled, 0.0, reused=False)
+        x = np.zeros((batch, *artifact.input_shape), np.float32)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            compiled(x)
-            for _ in range(WARMUP_CALLS):
-                compiled(x)
+        for _ in range(1 + WARMUP_CALLS):
+            sess.run(x)
         seconds = time.perf_counter() - t0
         graphs[key] = (compiled, seconds)
         return InductorSession(compiled, seconds, reused=False)
