@@ -16,7 +16,9 @@ record that reason for this target, and the cell's error carries it.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import os
 import shutil
 import time
 from collections import OrderedDict
@@ -109,12 +111,23 @@ class TorchInductor:
     scores_accuracy: ClassVar[bool] = True
 
     def available(self) -> str | None:
+        """Cheap (`harness list` asks every target): is a C++ compiler on PATH where Inductor
+        looks ($CXX, else g++). `prepare` makes the full checks (Dynamo's platform support,
+        Inductor's own compiler search) before compiling."""
+        if shutil.which(os.environ.get("CXX") or "g++") is None:
+            return "no C++ compiler for Inductor's CPU kernels (apt-get install g++, or set CXX)"
+        return None
+
+    @staticmethod
+    @functools.cache
+    def _unusable() -> str | None:
+        """Once per process: the checks that import Dynamo and Inductor (seconds)."""
         import torch._dynamo
 
         if not torch._dynamo.is_dynamo_supported():
             return "torch.compile is not supported on this Python/platform"
         if cxx() is None:
-            return "no C++ compiler for Inductor's CPU kernels (apt-get install g++)"
+            return "Inductor finds no C++ compiler for its CPU kernels (apt-get install g++)"
         return None
 
     def versions(self) -> dict[str, str]:
@@ -135,7 +148,7 @@ class TorchInductor:
             raise ValueError("torch-inductor needs the nn.Module; this artifact has only a file")
         if precision != "fp32":
             raise ValueError(f"{int8_unsupported()} (asked for {precision})")
-        why = self.available()
+        why = self.available() or self._unusable()
         if why:
             raise ValueError(f"torch-inductor is unavailable: {why}")
         torch.set_num_threads(threads)  # Inductor's OpenMP kernels take it at compile time
