@@ -63,7 +63,9 @@ def dependency_graph(model: nn.Module, example: torch.Tensor) -> Any:
 def _out_channels_fn(mod: nn.Module) -> Callable[..., Any]:
     import torch_pruning as tp
 
-    return tp.prune_linear_out_channels if isinstance(mod, nn.Linear) else tp.prune_conv_out_channels
+    if isinstance(mod, nn.Linear):
+        return tp.prune_linear_out_channels
+    return tp.prune_conv_out_channels
 
 
 def prune_filters(

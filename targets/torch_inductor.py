@@ -105,7 +105,7 @@ class InductorSession:
 
 @TARGETS.register()
 class TorchInductor:
-    """torch.compile (Inductor, C++ kernels, static shapes) on the CPU; compile timed apart, fp32."""
+    """torch.compile (Inductor C++ kernels, static shapes) on the CPU; compile timed apart; fp32."""
 
     name: ClassVar[str] = "torch-inductor"
     scores_accuracy: ClassVar[bool] = True
@@ -137,7 +137,8 @@ class TorchInductor:
             from torch._inductor import cpp_builder
 
             try:
-                version = cpp_builder._compiler_version_first_line(compiler)  # type: ignore[attr-defined]
+                first_line = cpp_builder._compiler_version_first_line  # type: ignore[attr-defined]
+                version = first_line(compiler)
             except Exception:
                 version = compiler
         return {"torch": dist_version("torch"), "inductor_cxx": str(version)}

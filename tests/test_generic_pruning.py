@@ -45,7 +45,8 @@ def ctx(shape: tuple[int, ...] = SHAPE, **kw) -> Context:  # type: ignore[no-unt
     return Context(train_data=None, test_data=None, num_classes=10, input_shape=shape, **kw)
 
 
-def compress(method: str, model: nn.Module, shape: tuple[int, ...] = SHAPE, **cfg):  # type: ignore[no-untyped-def]
+def compress(method: str, model: nn.Module, shape: tuple[int, ...] = SHAPE,
+             **cfg: object):  # type: ignore[no-untyped-def]
     """As the runner calls a method: the registry's class, its Config, apply()."""
     cls = METHODS.get(method)
     return cls().apply(copy.deepcopy(model), cls.Config(**cfg), ctx(shape))
@@ -93,7 +94,8 @@ def test_kept_filters_of_a_plain_conv_are_the_l1_largest() -> None:
     w = pruned.layer2[0].conv1.weight.detach()
     # the kept output filters (inputs of this conv come from a residual add: all kept)
     torch.testing.assert_close(w, conv.weight.detach()[keep], rtol=0, atol=0)
-    torch.testing.assert_close(pruned.layer2[0].bn1.running_mean, model.layer2[0].bn1.running_mean[keep])
+    torch.testing.assert_close(pruned.layer2[0].bn1.running_mean,
+                               model.layer2[0].bn1.running_mean[keep])
     torch.testing.assert_close(pruned.layer2[0].conv2.weight.detach(),
                                model.layer2[0].conv2.weight.detach()[:, keep])
     # outputs tied to a residual add keep their width (Li et al.'s choice)
@@ -131,6 +133,20 @@ def test_fpgm_removes_the_filters_nearest_the_geometric_median() -> None:
                                model.layer1[0].conv1.weight.detach()[keep])
 
 
+@pytest.mark.parametrize("name", ["lenet-300-100", "lenet-5", "yolov2-tiny"])
+def test_plain_chains_keep_their_layers(name: str) -> None:
+    """On a net without shortcuts or depthwise convs the graph's answer is the old rule:
+    every conv/linear layer but the last."""
+    from harness.api import build_model
+    from harness.methods._filters import generic_layers
+    from harness.registry import MODELS
+
+    spec = MODELS.get(name)
+    model = build_model(spec, 10, spec.input_shape).eval()
+    plain = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)][:-1]
+    assert generic_layers(model, torch.zeros((1, *spec.input_shape))) == plain
+
+
 def test_coupled_layers_named_together_are_an_error() -> None:
     model = net("mobilenet_v2")
     with pytest.raises(ValueError, match="coupled"):
@@ -140,7 +156,8 @@ def test_coupled_layers_named_together_are_an_error() -> None:
 
 def calibration_ctx(shape: tuple[int, ...], work: Path) -> Context:
     g = torch.Generator().manual_seed(0)
-    data = TensorDataset(torch.randn(64, *shape, generator=g), torch.randint(0, 10, (64,), generator=g))
+    data = TensorDataset(torch.randn(64, *shape, generator=g),
+                         torch.randint(0, 10, (64,), generator=g))
     return ctx(shape, workdir=work, calibration=lambda n: Subset(data, range(min(n, 64))),
                targets=("torch-cpu", "onnxruntime-cpu", "openvino-cpu"))
 

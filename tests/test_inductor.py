@@ -114,7 +114,8 @@ config = { calibration = 32 }
     assert res.returncode == 1, res.stdout + res.stderr  # the int8 cell fails, with its reason
     con = sqlite3.connect(tmp_path / "r.db")
     con.row_factory = sqlite3.Row
-    rows = {r["method"]: r for r in con.execute("SELECT * FROM cells WHERE target='torch-inductor'")}
+    rows = {r["method"]: r
+            for r in con.execute("SELECT * FROM cells WHERE target='torch-inductor'")}
     assert set(rows) == {"baseline", "l1-filter", "int8-ptq"}, rows.keys()
     assert rows["int8-ptq"]["status"] == "failed"
     assert "fp32 only" in rows["int8-ptq"]["error"]
