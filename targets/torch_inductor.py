@@ -131,6 +131,10 @@ class TorchInductor:
         return None
 
     def versions(self) -> dict[str, str]:
+        """torch, Inductor's CPU code generator (`cpp`: C++ kernels built by the compiler
+        named next; `triton` would not use it) and that compiler's version."""
+        import torch._inductor.config as inductor_config
+
         compiler = cxx()
         version = "missing"
         if compiler:
@@ -141,7 +145,9 @@ class TorchInductor:
                 version = first_line(compiler)
             except Exception:
                 version = compiler
-        return {"torch": dist_version("torch"), "inductor_cxx": str(version)}
+        return {"torch": dist_version("torch"),
+                "inductor_cpu_backend": str(inductor_config.cpu_backend),
+                "inductor_cxx": str(version)}
 
     def prepare(self, artifact: Artifact, batch: int, threads: int,
                 precision: str) -> InductorSession:

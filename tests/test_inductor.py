@@ -88,6 +88,20 @@ def test_more_graphs_than_dynamos_default_limit_are_still_compiled(inductor) -> 
     assert counters["frames"]["ok"] - before == 10
 
 
+def test_versions_name_torch_and_the_cpp_compiler(inductor) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import subprocess
+
+    v = inductor.versions()
+    assert v["torch"] == torch.__version__.split("+")[0]
+    assert v["inductor_cpu_backend"] == "cpp"
+    from harness.targets.torch_inductor import cxx as inductor_cxx
+
+    cxx = shutil.which(inductor_cxx() or "")
+    assert cxx and v["inductor_cxx"] in subprocess.run([cxx, "--version"], capture_output=True,
+                                                       text=True).stdout
+
+
 def test_int8_is_refused_with_the_reason(inductor) -> None:  # type: ignore[no-untyped-def]
     from harness.targets.torch_inductor import int8_unsupported
 
