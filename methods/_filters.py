@@ -82,15 +82,23 @@ def prune_filters(
     removed indices per layer. Two planned layers whose outputs are coupled (one group) are an
     error: the second's scores would refer to channels the first already removed."""
     modules = dict(model.named_modules())
+    graph = dependency_graph(model, example)
     chosen: dict[str, list[int]] = {}
     width: dict[str, int] = {}
     for name, n in plan.items():
         mod = modules[name]
         n = min(int(n), mod.weight.shape[0] - 1)  # never remove a whole layer
-        if n > 0:
-            chosen[name] = lowest(criterion(mod.weight), n)
+        groups = _channel_groups(graph.get_pruning_group(mod, _out_channels_fn(mod), idxs=[0]))
+        if groups > 1:  # the same positions in every channel group (see _channel_groups)
+            per = mod.weight.shape[0] // groups
+            k = min(int(round(n / groups)), per - 1)
+            scores = criterion(mod.weight).reshape(groups, per).sum(0)
+            idxs = [g * per + p for g in range(groups) for p in lowest(scores, k)] if k else []
+        else:
+            idxs = lowest(criterion(mod.weight), n) if n > 0 else []
+        if idxs:
+            chosen[name] = idxs
             width[name] = mod.weight.shape[0]
-    graph = dependency_graph(model, example)
     for name, idxs in chosen.items():
         mod = modules[name]
         if mod.weight.shape[0] != width[name]:
@@ -101,6 +109,18 @@ def prune_filters(
             raise ValueError(f"cannot remove {len(idxs)} filters from {name}")
         group.prune()
     return chosen
+
+
+def _channel_groups(group: Any) -> int:
+    """The channel groups of the grouped (not depthwise) convs a pruning group touches (RegNet,
+    ResNeXt), 1 if none, 0 if they disagree. A grouped conv stays valid only when every group
+    loses the same number of channels; Torch-Pruning's grouped-conv surgery further assumes
+    the same positions in each group (as its own pruners choose them), so such a layer is
+    scored per position: the criterion of each filter summed over the groups."""
+    sizes = {m.groups for dep, _ in group
+             if isinstance(m := dep.target.module, nn.Conv2d) and m.groups > 1
+             and not m.groups == m.in_channels == m.out_channels}
+    return 1 if not sizes else (sizes.pop() if len(sizes) == 1 else 0)
 
 
 def _residual_add(group: Any) -> bool:
@@ -114,17 +134,6 @@ def _residual_add(group: Any) -> bool:
             if (isinstance(op, tp.ops._ElementWiseOp) and len(node.inputs) >= 2
                     and re.match(r"(add|sub)", str(op._grad_fn).lower())):
                 return True
-    return False
-
-
-def _grouped_conv(group: Any) -> bool:
-    """True when the group touches a grouped (not depthwise) conv: removing arbitrary channels
-    there would break its channel groups (RegNet, ResNeXt)."""
-    for dep, _ in group:
-        m = dep.target.module
-        if isinstance(m, nn.Conv2d) and m.groups > 1 and not (
-                m.groups == m.in_channels == m.out_channels):
-            return True
     return False
 
 
@@ -142,7 +151,9 @@ def generic_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
       only layers whose outputs are not tied to a shortcut are pruned, so a ResNet loses each
       block's inner width and a MobileNet each block's expanded width, while block outputs
       keep their size);
-    - its group touches a grouped, non-depthwise conv (channel groups would break);
+    - its group touches grouped (non-depthwise) convs whose group counts disagree, or that
+      leave fewer than 2 channels per group (a grouped conv's group is pruned position-wise:
+      see _channel_groups);
     - Torch-Pruning's check_pruning_group rejects removing all but one of its channels.
     The criterion then scores the root's own filters (see prune_filters)."""
     layers = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -160,7 +171,9 @@ def generic_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
                   if graph.is_out_channel_pruning_fn(dep.handler)]
         touches_classifier = any(m is classifier for m in owners)
         covered.update(id(m) for m in owners)
-        if touches_classifier or _residual_add(group) or _grouped_conv(group):
+        groups = _channel_groups(group)
+        if (touches_classifier or _residual_add(group) or groups == 0
+                or mod.weight.shape[0] % groups or mod.weight.shape[0] // groups < 2):
             continue
         if not graph.check_pruning_group(graph.get_pruning_group(
                 mod, _out_channels_fn(mod), idxs=list(range(mod.weight.shape[0] - 1)))):

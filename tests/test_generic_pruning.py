@@ -58,7 +58,7 @@ def classifier(model: nn.Module) -> nn.Linear:
 
 CASES = [("l1-filter", "resnet18"), ("l1-filter", "mobilenet_v2"),
          ("l1-filter", "mobilenet_v3_small"), ("l1-filter", "efficientnet_b0"),
-         ("fpgm", "resnet18"), ("fpgm", "mobilenet_v3_small")]
+         ("l1-filter", "regnet_y_400mf"), ("fpgm", "resnet18"), ("fpgm", "mobilenet_v3_small")]
 
 
 @pytest.mark.parametrize(("method", "name"), CASES)
@@ -121,6 +121,30 @@ def test_depthwise_and_squeeze_excite_follow_the_expansion_conv() -> None:
     torch.testing.assert_close(new[2].fc2.weight.detach(),
                                old[2].fc2.weight.detach()[keep][:, fc1_keep])
     assert new[3][0].out_channels == 40  # the projection (block output) keeps its width
+
+
+def test_grouped_conv_loses_the_same_positions_in_every_group() -> None:
+    """RegNet's grouped 3x3 conv reads the 1x1 conv's outputs group by group: the 1x1 loses
+    the positions whose L1 norms, summed over the groups, are lowest, in every group."""
+    model = net("regnet_x_400mf")
+    pruned = compress("l1-filter", model, ratio=RATIO).model
+    old = model.trunk_output.block2[0].f
+    new = pruned.trunk_output.block2[0].f
+    a, b = old.a[0], old.b[0]
+    groups, per = b.groups, a.out_channels // b.groups
+    assert groups > 1 and per > 1
+    norms = a.weight.detach().abs().reshape(groups, per, -1).sum((0, 2)).numpy()
+    pos = sorted(np.argsort(-norms, kind="stable")[:per - round(RATIO * per)].tolist())
+    keep = [g * per + p for g in range(groups) for p in pos]
+    torch.testing.assert_close(new.a[0].weight.detach(), a.weight.detach()[keep])
+    assert new.b[0].groups == groups  # still grouped, each group narrower by the same count
+    # its own outputs are scored the same way (on its weights before any removal), and it
+    # reads, in every group, the kept positions of the 1x1 conv
+    per_b = b.out_channels // groups
+    norms_b = b.weight.detach().abs().reshape(groups, per_b, -1).sum((0, 2)).numpy()
+    pos_b = sorted(np.argsort(-norms_b, kind="stable")[:per_b - round(RATIO * per_b)].tolist())
+    keep_b = [g * per_b + p for g in range(groups) for p in pos_b]
+    torch.testing.assert_close(new.b[0].weight.detach(), b.weight.detach()[keep_b][:, pos])
 
 
 def test_fpgm_removes_the_filters_nearest_the_geometric_median() -> None:
