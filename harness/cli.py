@@ -545,7 +545,7 @@ def tune(
     Store(store).close()  # a store that cannot be written is one line now, not after training
     console.print(f"study {tuner.name} in {journal_path(store)}: {trials} trials, objectives: "
                   f"{'; '.join(names)}", markup=False, highlight=False, soft_wrap=True)
-    tuner.run()
+    results = tuner.run()
     st = Store(store, readonly=True)
     pts = fronts.points(st, s.name).get(tuner.name, [])
     for t, ps in fronts.by_target(pts).items():
@@ -563,6 +563,11 @@ def tune(
     out = render(st, s.name, report_dir or Path("reports") / slug(s.name))
     st.close()
     console.print(f"report {out}", markup=False, highlight=False)
+    failed = [r for r in results if r.state != "COMPLETE"]
+    if failed:  # as `run`: 1 when something this command ran failed (the study went on)
+        console.print(f"{len(failed)} of {len(results)} trials failed", markup=False,
+                      highlight=False)
+        raise typer.Exit(1)
 
 
 @app.command()

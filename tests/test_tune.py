@@ -207,6 +207,23 @@ def test_tune_stores_trials_as_cells_and_resumes_after_kill_9(work: Path) -> Non
     con.close()
 
 
+@pytest.mark.slow
+def test_a_failing_trial_is_recorded_and_the_study_goes_on(work: Path) -> None:
+    suite = tiny_suite(work, methods=SEARCH)
+    env = {"COMPRESSMARK_FAULT": "compress", "COMPRESSMARK_FAULT_ACTION": "enospc",
+           "COMPRESSMARK_FAULT_MARKER": str(work / "m")}
+    r = run_cli(*_args(work, suite, 2), env=env)
+    assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "1 of 2 trials failed" in r.stdout
+    con = _db(work)
+    rows = con.execute("SELECT trial, state, error FROM trials ORDER BY trial").fetchall()
+    assert [s for _, s, _ in rows] == ["FAIL", "COMPLETE"]
+    assert "No space left on device" in rows[0][2]
+    failed = con.execute("SELECT count(*) FROM cells WHERE status='failed'").fetchone()[0]
+    assert failed == 1  # the failed trial's cell is stored as failed, as in `run`
+    con.close()
+
+
 def test_tune_bad_input_is_one_line_exit_2(work: Path) -> None:
     grid_only = tiny_suite(work, "grid")
     r = run_cli(*_args(work, grid_only, 4))
