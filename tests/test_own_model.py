@@ -201,6 +201,7 @@ def test_imagefolder_decodes_once_with_options(images: Path) -> None:
     assert torch.equal(x[:, 0], x[:, 1])  # grey PNGs in RGB: three equal channels
     assert float(x.min()) == pytest.approx(-2.0, abs=0.05)  # (0 - 0.5) / 0.25
     assert ds.train() is ds.train()  # decoded once
+    assert len(set(y[:20].tolist())) >= 5  # shuffled: the first N items (eval_samples) mix classes
 
 
 @pytest.mark.parametrize("layout, words", [
@@ -255,10 +256,10 @@ models = [{l1_models}]
 name = "int8-ptq"
 
 [profiles.smoke]
-train = { epochs = 3, lr = 0.05, momentum = 0.9, batch_size = 32 }
-finetune = { epochs = 1, lr = 0.01, batch_size = 32 }
+train = { epochs = 3, lr = 0.001, optimizer = "adam", batch_size = 32 }
+finetune = { epochs = 0.5, lr = 0.01, batch_size = 32 }
 eval_samples = 100
-timing = { batch_sizes = [1, 8], iterations = 4, warmup = 1, rounds = 2, threads = 2 }
+timing = { batch_sizes = [1, 4], iterations = 4, warmup = 1, rounds = 2, threads = 2 }
 """
 L1_MODELS = ["torchvision:resnet18", "own_nets:tiny_cnn", "torchvision:mobilenet_v3_small"]
 
@@ -286,8 +287,11 @@ def test_own_models_on_a_folder_of_fashion_mnist_pngs(tmp_path: Path) -> None:
     assert {(r[0], r[1], r[2]) for r in rows} == expected
     for model, method, target, _, _, top1, retrained in rows:
         assert top1 is not None and 0.0 <= top1 <= 1.0, (model, method, target)
-    tiny = [r[5] for r in rows if r[0] == "own_nets:tiny_cnn" and r[1] == "baseline"]
-    assert min(tiny) > 0.3  # real pixels, 3 short epochs: well above chance (10%)
+    # real pixels, 3 epochs of 200 images (57 steps): at least twice chance (10%).
+    # MobileNetV3-Small needs more steps than that (~200 at 32x32, README "Benchmark your own
+    # model"): only its mechanics are checked here
+    for model in ("torchvision:resnet18", "own_nets:tiny_cnn"):
+        assert min(r[5] for r in rows if r[0] == model and r[1] == "baseline") > 0.2, model
 
 
 E2E_MODELS = ("torchvision:mobilenet_v3_small", "torchvision:resnet18", "own_nets:tiny_cnn")

@@ -147,10 +147,14 @@ class ImageFolderDataset(InMemoryDataset):
                                  "dataset_options crop (or resize) so all images share a size")
             images.append(x)
             labels.append(label)
-        x = torch.stack(images)
+        # ImageFolder lists class by class; the harness takes the first N items for
+        # `train_samples` and `eval_samples`, so items are held in a fixed shuffled order
+        # (seed 0): any first N is a random mix of all classes
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))
+        x = torch.stack(images)[order]
         mean = torch.tensor(self.mean)[:, None, None]
         std = torch.tensor(self.std)[:, None, None]
-        return TensorDataset(((x - mean) / std).contiguous(), torch.tensor(labels).long())
+        return TensorDataset(((x - mean) / std).contiguous(), torch.tensor(labels)[order].long())
 
 
 def _rgb(image: Any) -> Any:
