@@ -109,15 +109,30 @@ def write_voc_like(root: Path, n_train: int = 12, n_test: int = 6) -> None:
     (base / "ImageSets" / "Main" / "test.txt").write_text("\n".join(names[n_train:]) + "\n")
 
 
+def write_imagefolder_like(root: Path, n_train: int = 120, n_val: int = 60) -> Path:
+    """The `imagefolder` layout: learnable grey 28x28 PNGs (synthetic_digits) in
+    root/train/<class>/ and root/val/<class>/."""
+    from PIL import Image
+
+    for split, n, seed in (("train", n_train, 1), ("val", n_val, 2)):
+        images, labels = synthetic_digits(n, seed)
+        for i, (img, c) in enumerate(zip(images, labels, strict=True)):
+            folder = root / split / f"c{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img, mode="L").save(folder / f"{i}.png")
+    return root
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data dir holding tiny MNIST (torchvision layout), gzipped Fashion-MNIST (flat, as
-    Debian ships it) and CIFAR-10 (torchvision pickle batches)."""
+    Debian ships it), CIFAR-10 (torchvision pickle batches), VOC and an image folder."""
     d = tmp_path_factory.mktemp("data")
     write_mnist_like(d / "MNIST" / "raw")
     write_mnist_like(d, gz=True)  # flat gz files: the Debian layout, unpacked by the loader
     write_cifar_like(d)
     write_voc_like(d)
+    write_imagefolder_like(d)
     return d
 
 

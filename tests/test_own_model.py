@@ -7,11 +7,10 @@ import os
 import sqlite3
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from conftest import have_fashion_mnist, run_cli, synthetic_digits
+from conftest import have_fashion_mnist, run_cli, write_imagefolder_like
 from harness.errors import UsageError
 
 TESTS = Path(__file__).resolve().parent
@@ -32,24 +31,9 @@ timing = {{ batch_sizes = [1, 8], iterations = 4, warmup = 1, rounds = 2, thread
 """
 
 
-def write_folder(root: Path, n_train: int = 120, n_val: int = 60, classes: int = 10) -> Path:
-    """Learnable grey 28x28 PNGs (a class-placed bright block) in ImageFolder layout."""
-    from PIL import Image
-
-    for split, n, seed in (("train", n_train, 1), ("val", n_val, 2)):
-        images, labels = synthetic_digits(n, seed)
-        for i, (img, c) in enumerate(zip(images, labels, strict=True)):
-            if c >= classes:
-                continue
-            folder = root / split / f"c{c}"
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img, mode="L").save(folder / f"{i}.png")
-    return root
-
-
 @pytest.fixture(scope="module")
 def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_folder(tmp_path_factory.mktemp("imgs"))
+    return write_imagefolder_like(tmp_path_factory.mktemp("imgs"))
 
 
 def suite_file(tmp: Path, root: Path, models: list[str], extra: str = "") -> Path:
