@@ -46,12 +46,18 @@ def trial_label(method: str, config: dict[str, Any]) -> str:
 
 
 def points(store: Any, suite: str | None = None) -> dict[str, list[Point]]:
-    """study -> its completed trials' points (one per target), from the trials table and the
-    current row of each trial's cells."""
+    """study -> its completed trials' points (one per target and distinct configuration: a
+    trial that repeats an earlier one's configuration read the same stored cell, so the
+    earlier trial stands for both), from the trials table and each cell's current row."""
     out: dict[str, list[Point]] = {}
+    seen: set[tuple[str, str]] = set()
     for t in store.trials(suite):
         if t["state"] != "COMPLETE":
             continue
+        keys = json.dumps(t["cell_keys"] or {}, sort_keys=True)
+        if (t["study"], keys) in seen:
+            continue
+        seen.add((t["study"], keys))
         cfg = t["method_config"] or {}
         cfg = json.loads(cfg) if isinstance(cfg, str) else cfg
         label = trial_label(t["method"], cfg)

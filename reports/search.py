@@ -74,6 +74,7 @@ def section(store: Any, suite: str, out_dir: Path) -> list[dict[str, Any]]:
             "trials": len(mine),
             "complete": sum(t["state"] == "COMPLETE" for t in mine),
             "failed": sum(t["state"] == "FAIL" for t in mine),
+            "distinct": len({p.label for p in pts}),
             "fronts": {t: [_view(p) for p in fronts.front(ps)]
                        for t, ps in sorted(fronts.by_target(pts).items())},
             "disagree": [d.describe() for d in fronts.disagreements(pts)],
