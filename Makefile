@@ -5,13 +5,19 @@ PROFILE ?= quick
 TARGETS ?= --target onnxruntime-cpu --target openvino-cpu
 PYTEST_ARGS ?=
 
-.PHONY: run test env lock clean
+.PHONY: run test example env lock clean
 
 env:
 	@scripts/setup.sh >/dev/null
 
 run:
 	@venv=$$(scripts/setup.sh) && "$$venv/bin/harness" run --suite $(SUITE) $(TARGETS) --profile $(PROFILE)
+
+# Your network, your data: the image-folder example (torchvision models by reference) on a folder
+# of Fashion-MNIST PNGs written first; see README "Benchmark your own model".
+example:
+	@venv=$$(scripts/setup.sh) && "$$venv/bin/python" -m harness.benchmarks.make_imagefolder data/fashion-folder --per-class 200 \
+	  && "$$venv/bin/harness" run --suite imagefolder-example --data-dir data/fashion-folder --profile quick
 
 test:
 	@venv=$$(scripts/setup.sh) && "$$venv/bin/python" -m pytest $(PYTEST_ARGS)
