@@ -111,6 +111,10 @@ def run(
                         ] = "local",
     ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto, or "
                                                          "HOST:PORT of the head node.")] = None,
+    ray_artifacts: Annotated[str, typer.Option(help="With --executor ray: how models move "
+                                                    "between nodes: auto, shared (one cache "
+                                                    "directory every node sees) or "
+                                                    "object-store.")] = "auto",
 ) -> None:
     """Run a suite: train/load baselines, compress, fine-tune, export, score and time, report."""
     from harness import suite as suites
@@ -128,6 +132,9 @@ def run(
         fail(f"unknown executor '{executor}' (choose from: local, ray)")
     if ray_address is not None and executor != "ray":
         fail("--ray-address needs --executor ray")
+    if ray_artifacts not in ("auto", "shared", "object-store"):
+        fail(f"unknown --ray-artifacts '{ray_artifacts}' (choose from: auto, shared, "
+             "object-store)")
     s = _load_suite(suite, model)
     opts = RunOptions(
         suite=s, profile=profile, targets=list(target or s.targets), store=store,
@@ -150,7 +157,7 @@ def run(
     if executor == "ray":
         from harness.executors.ray import RayExecutor
 
-        ex = RayExecutor(ray_address)
+        ex = RayExecutor(ray_address, artifacts=ray_artifacts)
     with _progress() as progress:
         runner.ev = _events(progress, runner.total_cells())
         run_id = runner.run(ex)

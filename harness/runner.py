@@ -277,6 +277,8 @@ class Runner:
         suite = self.o.suite
         store = Store(self.o.store)
         executor = executor or LocalExecutor()
+        if hasattr(executor, "start"):  # e.g. Ray: connect and settle how artifacts move
+            executor.start(self)
         settings = {**self.settings(), "executor": executor.describe()}
         store.start_run(self.run_id, suite=suite.name, profile=self.o.profile,
                         harness_version=__version__, git_commit=sysinfo.git_commit(),

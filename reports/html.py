@@ -56,6 +56,7 @@ COLUMNS = (
     Column("size_bytes", "size", advanced=True, unit="bytes"),
     Column("size_compressed_bytes", "zlib size", advanced=True, unit="bytes"),
     Column("toolchain", "toolchain", "text", True), Column("info", "info", "text", True),
+    Column("timed_on", "timed on", "text", True),
 )
 SHOWN = tuple(c.key for c in COLUMNS)
 MAX_LAYER_PLOTS = 16
@@ -81,6 +82,7 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df["claim"] = [note(r, bands) for r in rows]
     df["label"] = [method_label(r) for r in rows]
     df["toolchain"] = [(r.get("info") or {}).get("toolchain", "") for r in rows]
+    df["timed_on"] = [timed_on(r) for r in rows]
     base = df[(df.method == "baseline") & (df.status == "ok")]
     params = {r.model: r.params_total for r in base.itertuples()}
     losses = accuracy_losses(rows)  # the rule `harness recommend` applies
@@ -100,6 +102,15 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     for col in ("acc_loss", "prune_ratio", "speedup_ci_low", "speedup_ci_high"):
         df[col] = df[col].astype(float)
     return df
+
+
+def timed_on(row: dict[str, Any]) -> str:
+    """The machine a row was timed on: its host, and its Ray node where a cluster timed it."""
+    node = row.get("node") or {}
+    if isinstance(node, str):
+        node = json.loads(node)
+    host = str(node.get("host") or "")
+    return f"{host} (ray {str(node['ray_node'])[:8]})" if node.get("ray_node") else host
 
 
 def _tip(row: dict[str, Any], number: int, loss: float | None) -> str:
@@ -170,6 +181,11 @@ def render(store: Store, suite: str, out_dir: Path, budgets: Budgets | None = No
     short = dict(zip(df.label, df.short, strict=True)) if not df.empty else {}
     filters = {key: sorted({str(r[key]) for r in rows if r["status"] == "ok"})
                for key in ("model", "method", "target")}
+    # rows timed on several machines (a Ray cluster's timing nodes, or stores merged from
+    # runs elsewhere): each speedup is within one machine, but latencies across rows are not
+    machines = sorted({timed_on(r) for r in rows if r["status"] == "ok"} - {""})
+    if len(machines) > 1:
+        filters["timed_on"] = machines
     failed = [{"target": r["target"], "model": r["model"], "label": method_label(r),
                "error": r["error"]} for r in rows if r["status"] != "ok"]
     precisions = sorted({f"{r['target']}: {r['precision']}" for r in rows
@@ -188,7 +204,7 @@ def render(store: Store, suite: str, out_dir: Path, budgets: Budgets | None = No
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         suite=suite, run=run, runs=runs, images=images, columns=COLUMNS, results=results,
-        headline=headline, studies=studies, verdicts=[_verdict(a, short) for a in answers],
+        headline=headline, studies=studies, machines=machines, verdicts=[_verdict(a, short) for a in answers],
         budgets=budgets.describe(),
         budget_source=budget_source, filters=filters, csv=CSV_NAME,
         targets=sorted({r["target"] for r in rows if r["status"] == "ok"}),
@@ -306,7 +322,8 @@ def _cells(r: dict[str, Any]) -> dict[str, Any]:
         else:
             cells.append({"text": "" if missing else str(v), "v": None})
     return {"cells": cells, "row_id": r["row_id"], "model": r["model"], "method": r["method"],
-            "target": r["target"], "noisy": r.get("quality") == "noisy"}
+            "target": r["target"], "timed_on": r.get("timed_on", ""),
+            "noisy": r.get("quality") == "noisy"}
 
 
 def _num(v: float | None, unit: str = "") -> str:

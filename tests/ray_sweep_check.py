@@ -89,12 +89,31 @@ def main() -> None:
     st = Store(work / "kill.db")
     per_key = [n for (n,) in st.db.execute(
         "SELECT COUNT(*) FROM cells WHERE run_id=? GROUP BY cell_key", (kill_id,))]
+    auto = json.loads(st.db.execute("SELECT settings FROM runs WHERE run_id=?",
+                                    (kill_id,)).fetchone()[0])["executor"]["artifacts"]
     st.close()
+    ray.shutdown()
+    cluster.shutdown()
+
+    # no shared cache: every node its own, models through Ray's object store; the timing
+    # node has no CPU for compute steps, so everything it measures reached it as an object
+    os.environ["COMPRESSMARK_FAULT"] = ""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=2)
+    timing2 = cluster.add_node(num_cpus=0, resources={"timing": 1})
+    ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
+    cluster.wait_for_nodes()
+    obj_id = sweep(work, data, "obj.db", "cache-obj",
+                   RayExecutor(cluster.address, artifacts="object-store"))
+    received = work / "cache-obj" / "nodes" / timing2.node_id[:16] / "received.log"
     ray.shutdown()
     cluster.shutdown()
     print("RESULT " + json.dumps({
         "local": rows(work, "local.db", local_id), "ray": rows(work, "ray.db", ray_id),
         "kill": rows(work, "kill.db", kill_id), "kill_rows_per_cell": per_key,
+        "auto_artifacts": auto, "object_store": rows(work, "obj.db", obj_id),
+        "received": received.read_text().split() if received.exists() else [],
+        "timing_node_2": timing2.node_id,
         "killed": (work / "killed-measure").read_text() if (work / "killed-measure").exists()
         else None,
         "timing_node": timing.node_id, "seconds": {"local": t_local, "ray": t_ray},

@@ -66,3 +66,17 @@ def test_a_killed_worker_loses_no_row_and_duplicates_none(result: dict) -> None:
     assert result["killed"].startswith("measure ")  # a worker really died mid-measurement
     assert result["kill_rows_per_cell"] == [1] * 6
     assert _cells(result["kill"]) == _cells(result["local"])
+
+
+def test_one_machine_resolves_auto_to_the_shared_cache(result: dict) -> None:  # type: ignore[type-arg]
+    assert result["auto_artifacts"] == "shared"
+
+
+def test_models_travel_through_the_object_store_without_a_shared_cache(result: dict) -> None:  # type: ignore[type-arg]
+    assert _cells(result["object_store"]) == _cells(result["local"])
+    for row in result["object_store"]:
+        assert json.loads(row["node"])["ray_node"] == result["timing_node_2"]
+    # the CPU-less timing node trained nothing: the baseline and both compressed models it
+    # measured reached its own cache as objects
+    kinds = sorted(p.split("/")[0] for p in result["received"])
+    assert kinds == ["baselines", "compressed", "compressed"], result["received"]

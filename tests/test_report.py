@@ -152,6 +152,26 @@ def test_compare_warns_when_a_pair_was_timed_on_two_machines(filled: Path,
     assert "timed on different machines" in res.stderr
 
 
+def test_report_groups_rows_by_the_machine_that_timed_them(filled: Path,
+                                                           tmp_path: Path) -> None:
+    db = tmp_path / "two-machines.db"
+    shutil.copyfile(filled / "r.db", db)
+    con = sqlite3.connect(db)
+    con.execute("UPDATE cells SET node=json_set(node, '$.host', 'node-b', '$.ray_node', "
+                "'abcdef0123') WHERE target='torch-cpu'")
+    con.commit()
+    con.close()
+    out = tmp_path / "rep"
+    res = run_cli("report", "--store", str(db), "--out", str(out))
+    assert res.returncode == 0, res.stderr
+    page = next(out.rglob("index.html")).read_text()
+    assert "Timed on 2 machines" in page
+    assert 'data-filter="timed_on"' in page and 'data-timed_on="node-b (ray abcdef01)"' in page
+    single = tmp_path / "rep1"
+    assert run_cli("report", "--store", str(filled / "r.db"), "--out", str(single)).returncode == 0
+    assert "Timed on" not in next(single.rglob("index.html")).read_text()
+
+
 def _browser():  # type: ignore[no-untyped-def]
     webdriver = pytest.importorskip("selenium.webdriver")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")

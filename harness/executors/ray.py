@@ -7,8 +7,18 @@ nothing else: `timing.py`'s interleaving assumes a quiet machine. A cell and its
 always timed in the same task, so a speedup never divides numbers from two machines; each
 row records the node it was timed on.
 
-Artifacts move through the cache directory, which every node must see at the same path (a
-shared file system, or one machine). Steps hand back plain data only (rows, samples, a one-line
+Artifacts move one of two ways (`artifacts`, recorded in the run's settings):
+
+- `shared`: through the cache directory, which every node sees at the same path (a shared file
+  system, or one machine): nothing is copied;
+- `object-store`: each node keeps its own cache (`<cache>/nodes/<node id>`); a compute step
+  returns its cache entry (baseline or compressed model, a tar of verified files) as a Ray
+  object, and the steps that need it receive it through Ray's object store and unpack it into
+  their node's cache before running (an entry is data checked against its sha256 list when
+  read, never code; a bad one is a cache miss, rebuilt there).
+
+`auto` (the default) asks every node whether it sees a probe file the driver wrote into the
+cache directory: all do -> shared, else object-store. Steps hand back plain data only (rows, samples, a one-line
 error); the driver is the store's only writer. A worker that dies mid-step is retried
 (`max_retries`, bounded); a step that still fails fails the cells that needed it, and the
 sweep goes on. The driver killed: the same command resumes from the store and the cache.
@@ -18,51 +28,126 @@ Importing this module does not import ray; `harness list` never does.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
+import tarfile
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
 from harness.plan import Plan, Step
 
 MAX_RETRIES = 2  # a worker killed mid-step is retried this often, then its cells fail
+ARTIFACTS = ("auto", "shared", "object-store")
+RECEIVED = "received.log"  # object-store mode: entries a node's cache got from other nodes
 _RUNNERS: dict[tuple[str, str], Any] = {}  # per worker process: the Runner of a run, reused
 
 
-def _run_step(opts: Any, run_id: str, step: Step) -> Any:
-    """In a Ray worker: run one step on a Runner built from the driver's options (reused for
-    the steps of the same run that land in this process: it holds the loaded data)."""
+def _runner(opts: Any, run_id: str, own_cache: bool) -> Any:
+    """This worker's Runner for a run, built from the driver's options (reused for the steps
+    of the same run that land in this process: it holds the loaded data). With `own_cache`
+    the node keeps its cache under `<cache>/nodes/<node id>`."""
     import ray
 
     from harness.runner import Runner, digest
 
+    node = ray.get_runtime_context().get_node_id()
+    if own_cache:
+        opts = dataclasses.replace(opts, cache_dir=opts.cache_dir / "nodes" / node[:16])
     key = (run_id, digest(dataclasses.asdict(opts)))
     runner = _RUNNERS.get(key)
     if runner is None:
         _RUNNERS.clear()
         runner = Runner(opts)
         runner.run_id = run_id
-        runner.node = {**runner.node, "ray_node": ray.get_runtime_context().get_node_id(),
-                       "pid": os.getpid()}
+        runner.node = {**runner.node, "ray_node": node, "pid": os.getpid()}
         _RUNNERS[key] = runner
-    return runner.execute(step)
+    return runner
+
+
+def _run_step(opts: Any, run_id: str, step: Step) -> Any:
+    """In a Ray worker, shared cache: run one step; plain data back."""
+    return _runner(opts, run_id, False).execute(step)
+
+
+def _run_step_carried(opts: Any, run_id: str, step: Step, *bundles: Any) -> Any:
+    """In a Ray worker, object-store mode: unpack the entries this step needs into this node's
+    cache, run the step, and (a compute step) hand back its own entry as a second object."""
+    runner = _runner(opts, run_id, True)
+    for bundle in bundles:
+        if bundle is not None:
+            unpack(runner.o.cache_dir, bundle)
+    result = runner.execute(step)
+    if step.kind == "measure":
+        return result
+    folder = (runner.baseline_folder(step.model) if step.kind == "baseline"
+              else runner.compressed_folder(step.model, step.run))
+    return result, (pack(runner.o.cache_dir, folder) if result.error is None else None)
+
+
+def pack(root: Path, folder: Path) -> tuple[str, bytes]:
+    """A cache entry as (its path under the cache root, an uncompressed tar of its files)."""
+    buf = io.BytesIO()
+    rel = folder.relative_to(root).as_posix()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and not p.is_symlink():
+                tar.add(p, arcname=p.relative_to(folder).as_posix(), recursive=False)
+    return rel, buf.getvalue()
+
+
+def unpack(root: Path, bundle: tuple[str, bytes]) -> None:
+    """Put a packed entry in place under `root` unless a valid one is already there. Names are
+    checked (tarfile's `data` filter: no absolute paths, no `..`, no links out, no devices);
+    the entry is moved into place whole, so a reader sees it complete or not at all."""
+    from harness import cache
+
+    rel, data = bundle
+    target = root / rel
+    if not cache._safe_name(rel) or cache.peek(target):
+        return
+    tmp = root / f".incoming-{uuid.uuid4().hex[:8]}"
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+            tar.extractall(tmp, filter="data")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not cache.peek(target):
+            cache.discard(target)
+            os.replace(tmp, target)
+            with open(root / RECEIVED, "a") as log:  # which entries came through the store
+                log.write(rel + "\n")
+    finally:
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sees(path: str) -> bool:
+    return os.path.exists(path)
 
 
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, address: str | None = None, max_retries: int = MAX_RETRIES) -> None:
+    def __init__(self, address: str | None = None, max_retries: int = MAX_RETRIES,
+                 artifacts: str = "auto") -> None:
         import importlib.util
 
         if importlib.util.find_spec("ray") is None:
             raise UsageError("--executor ray needs ray: pip install 'compressmark[ray]'")
+        if artifacts not in ARTIFACTS:
+            raise UsageError(f"unknown artifacts mode '{artifacts}' (choose from: "
+                             f"{', '.join(ARTIFACTS)})")
         self.address = address
         self.max_retries = max_retries
+        self.artifacts = artifacts  # resolved from "auto" when the run starts
         self.timing_nodes: list[dict[str, Any]] = []
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "max_retries": self.max_retries,
-                "artifacts": "shared cache directory",
+                "artifacts": self.artifacts,
                 "timing_nodes": [{"node": n["NodeID"], "host": n.get("NodeManagerAddress"),
                                   "cpus": n["Resources"].get("CPU")}
                                  for n in self.timing_nodes]}
@@ -80,16 +165,42 @@ class RayExecutor:
                              "`ray start --address HEAD:PORT --resources '{\"timing\": 1}'`")
         return ray
 
+    def _shared(self, ray: Any, cache_dir: Path) -> bool:
+        """Does every live node see a file the driver just wrote into the cache directory?"""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        probe = cache_dir / f".ray-probe-{uuid.uuid4().hex[:8]}"
+        probe.write_text("shared?")
+        try:
+            sees = ray.remote(_sees)
+            refs = [sees.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+                n["NodeID"], soft=False)).remote(str(probe))
+                    for n in ray.nodes() if n.get("Alive")]
+            return all(ray.get(refs, timeout=120))
+        finally:
+            probe.unlink(missing_ok=True)
+
+    def start(self, runner: Any) -> None:
+        """Before the run is recorded: connect, find the timing nodes, resolve `auto` (so the
+        run's settings say which way artifacts moved)."""
+        ray = self._connect()
+        if self.artifacts == "auto":
+            self.artifacts = ("shared" if self._shared(ray, runner.o.cache_dir)
+                              else "object-store")
+
     def run(self, runner: Any, plan: Plan) -> Iterator[Any]:
         from harness.runner import StepResult
 
+        self.start(runner)
         ray = self._connect()
+        carried = self.artifacts == "object-store"
         # a measurement holds every CPU of its node; the smallest timing node sets the ask
-        cpus = min(float(n["Resources"].get("CPU", 1)) for n in self.timing_nodes)
+        cpus = min(float(n["Resources"].get("CPU", 0)) for n in self.timing_nodes)
         gpus = 1 if runner.o.device == "cuda" else 0
-        remote = ray.remote(_run_step)
+        remote = ray.remote(_run_step_carried if carried else _run_step)
         compute = remote.options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
-                                 retry_exceptions=False)
+                                 retry_exceptions=False, num_returns=2 if carried else 1)
         measure = remote.options(num_cpus=cpus, resources={"timing": 1},
                                  max_retries=self.max_retries, retry_exceptions=False)
         opts_ref = ray.put(runner.o)
@@ -97,6 +208,7 @@ class RayExecutor:
         failed: dict[str, str] = {}
         waiting = list(plan.steps)
         pending: dict[Any, Step] = {}
+        entries: dict[str, Any] = {}  # object-store mode: step key -> its cache entry's object
         while waiting or pending:
             still = []
             for step in waiting:
@@ -107,7 +219,13 @@ class RayExecutor:
                         yield StepResult(step.key, cells=[runner.failed_cell(step, blocked)])
                 elif all(k in done for k in step.needs if k in plan.by_key):
                     task = measure if step.kind == "measure" else compute
-                    pending[task.remote(opts_ref, runner.run_id, step)] = step
+                    # object-store mode: the entries it needs travel with it (a cached step of
+                    # this plan has none: the node that needs it rebuilds or finds it)
+                    carry = [entries[k] for k in step.needs if k in entries] if carried else []
+                    ref = task.remote(opts_ref, runner.run_id, step, *carry)
+                    if carried and step.kind != "measure":
+                        ref, entries[step.key] = ref
+                    pending[ref] = step
                 else:
                     still.append(step)
             waiting = still
