@@ -51,9 +51,21 @@ def rows(work: Path, store: str, run_id: str) -> list[dict[str, object]]:
     return out
 
 
-def main() -> None:
+def start_cluster(timing_cpus: int) -> tuple[object, object]:
+    """Head (schedules only), a 2-CPU compute node and a timing node; connected."""
     import ray
     from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster.add_node(num_cpus=2)
+    timing = cluster.add_node(num_cpus=timing_cpus, resources={"timing": 1})
+    ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
+    cluster.wait_for_nodes()
+    return cluster, timing
+
+
+def main() -> None:
+    import ray
 
     from harness.executors.ray import RayExecutor
 
@@ -71,11 +83,7 @@ def main() -> None:
     marker.write_text("disarmed")
     os.environ["COMPRESSMARK_FAULT_MARKER"] = str(marker)
     os.environ["COMPRESSMARK_FAULT"] = "measure"
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=2)
-    timing = cluster.add_node(num_cpus=1, resources={"timing": 1})
-    ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
-    cluster.wait_for_nodes()
+    cluster, timing = start_cluster(timing_cpus=1)
     t0 = time.perf_counter()
     ray_id = sweep(work, data, "ray.db", "cache-ray", RayExecutor(cluster.address))
     t_ray = time.perf_counter() - t0
@@ -98,11 +106,7 @@ def main() -> None:
     # no shared cache: every node its own, models through Ray's object store; the timing
     # node has no CPU for compute steps, so everything it measures reached it as an object
     os.environ["COMPRESSMARK_FAULT"] = ""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=2)
-    timing2 = cluster.add_node(num_cpus=0, resources={"timing": 1})
-    ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
-    cluster.wait_for_nodes()
+    cluster, timing2 = start_cluster(timing_cpus=0)
     obj_id = sweep(work, data, "obj.db", "cache-obj",
                    RayExecutor(cluster.address, artifacts="object-store"))
     received = work / "cache-obj" / "nodes" / timing2.node_id[:16] / "received.log"
