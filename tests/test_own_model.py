@@ -265,6 +265,12 @@ name = "kd"
 grid = { student = ["own_nets:tiny_cnn"] }
 models = ["torchvision:resnet18"]
 
+[[methods]]
+name = "fitnets"  # the hint layer must exist by this name in teacher and student
+grid = { student = ["torchvision:resnet18"] }
+config = { hint = "layer2" }
+models = ["torchvision:resnet18"]
+
 [profiles.smoke]
 train = { epochs = 3, lr = 0.001, optimizer = "adam", batch_size = 32 }
 finetune = { epochs = 0.5, lr = 0.01, batch_size = 32 }
@@ -274,7 +280,7 @@ timing = { batch_sizes = [1, 4], iterations = 4, warmup = 1, rounds = 2, threads
 METHODS = ("baseline", "l1-filter", "fpgm", "low-rank", "weight-level", "int8-ptq", "qat")
 EXTRA = {"torchvision:mobilenet_v3_small": ("weight-sharing",),
          "own_nets:tiny_cnn": ("weight-sharing",),
-         "torchvision:resnet18": ("kd", "scratch")}
+         "torchvision:resnet18": ("kd", "fitnets", "scratch")}
 INT8 = ("int8-ptq", "qat")
 
 
