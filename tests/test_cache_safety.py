@@ -75,6 +75,44 @@ def torch_payload(marker: Path) -> bytes:
     return buf.getvalue()
 
 
+def calls_on_load(blob: bytes) -> tuple[str, str] | None:
+    """The (module, name) a torch.save archive's pickle calls when loaded (read with
+    pickletools, never unpickled), after checking torch's restricted loader refuses it."""
+    import pickletools
+    import zipfile
+
+    with pytest.raises(Exception, match="(?i)weights.only|unsupported global"):
+        torch.load(io.BytesIO(blob), weights_only=True)
+    with zipfile.ZipFile(io.BytesIO(blob)) as z:
+        data = z.read(next(n for n in z.namelist() if n.endswith("data.pkl")))
+    strings: list[str] = []
+    for op, arg, _ in pickletools.genops(data):
+        if op.name == "GLOBAL":
+            return tuple(arg.split(" ", 1))  # type: ignore[return-value]
+        if op.name == "STACK_GLOBAL":
+            return strings[-2], strings[-1]
+        if isinstance(arg, str):
+            strings.append(arg)
+    return None
+
+
+def test_a_planted_cifar_batch_is_refused_not_run(tmp_path: Path) -> None:
+    """CIFAR's batch files are pickles: a planted one names a callable, and is refused."""
+    import pickle
+
+    from harness.benchmarks.datasets.cifar import FOLDER, TEST, CIFAR10
+    from harness.errors import UsageError
+
+    marker = tmp_path / "payload-ran"
+    folder = tmp_path / FOLDER
+    folder.mkdir()
+    (folder / TEST[0]).write_bytes(pickle.dumps({"data": Payload(marker), "labels": [0]}))
+    with pytest.raises(UsageError, match=f"is not a CIFAR-10 batch file: {open.__module__}.open "
+                                         "is not part of a CIFAR batch"):
+        CIFAR10(data_dir=tmp_path).test()
+    assert not marker.exists()
+
+
 def sweep(work: Path, data: Path, cache_dir: Path, store: str, force: bool = False,
           methods: tuple[str, ...] = ()) -> tuple[list[sqlite3.Row], list[str], list[str]]:
     """Run the suite in-process into a new store `cache_dir/../store`: (its cell rows, log
@@ -163,10 +201,9 @@ def test_entries_hold_data_only(pristine: Filled) -> None:
 def test_planted_payloads_never_run_and_the_cells_rebuild(fresh: Filled, tmp_path: Path) -> None:
     work, data, cache_dir, n = fresh
     marker = tmp_path / "payload-ran"
-    live = tmp_path / "payload-is-live"
     blob = torch_payload(marker)
-    torch.load(io.BytesIO(torch_payload(live)), weights_only=False)  # what used to happen
-    assert live.exists()
+    # a live payload (it calls open() when loaded), shown without running it
+    assert calls_on_load(blob) == (open.__module__, "open")
     planted = {  # one kind of file per entry, so that each kind is really read
         "baseline": "model.safetensors",  # the baseline checkpoint
         "weight-level": "model.safetensors",  # compressed weights
