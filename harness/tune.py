@@ -223,12 +223,10 @@ class Tuner:
         lock = _lock(self.path)
         try:
             storage = JournalStorage(JournalFileBackend(str(self.path)))
-            probe = optuna.create_study(study_name=self.name, storage=storage,
+            study = optuna.create_study(study_name=self.name, storage=storage,
                                         directions=self.directions, load_if_exists=True)
-            seed = self.runner.o.suite.seed + len(probe.trials)  # a resumed study draws anew
-            study = optuna.load_study(study_name=self.name, storage=storage,
-                                      sampler=_sampler(optuna, self.o.sampler, seed,
-                                                       self.o.trials))
+            seed = self.runner.o.suite.seed + len(study.trials)  # a resumed study draws anew
+            study.sampler = _sampler(optuna, self.o.sampler, seed, self.o.trials)
             study.set_user_attr("objectives", [n for n, _ in objectives(
                 self.runner.targets, self.o.batch, self.o.size)])
             done: list[TrialResult] = []
@@ -314,7 +312,7 @@ class Tuner:
             "study": self.name, "trial": number, "suite": self.runner.o.suite.name,
             "model": self.o.model, "method": r.run.method if r.run else None,
             "method_config": r.run.config if r.run else None,
-            "params": study.trials[number].params,
+            "params": study.get_trials(deepcopy=False)[number].params,
             "targets": self.runner.targets, "batch_size": self.o.batch,
             "state": "INTERRUPTED" if interrupted else r.state,
             "objective_values": r.values, "error": r.error,
