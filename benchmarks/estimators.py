@@ -8,6 +8,13 @@ suffer more often than short ones). Prints, per scenario and estimator, the medi
 percentile of |estimate / truth - 1| and how often the 95% bootstrap CI covers the truth.
 
     python -m harness.benchmarks.estimators            # 200 trials per scenario, seeded
+    python -m harness.benchmarks.estimators --stopping # the early stop of `precision` profiles
+
+`--stopping` judges the early stop (`timing.measure_pair` asks `quality.settled` after
+`min_rounds` rounds and every second round after): how often the default estimator's CI covers
+the truth when a pair may stop as soon as its CI is within `precision`, against always timing
+every round, and how many rounds it took. Stopping on a narrow CI is optional stopping, which
+could cost coverage; this measures how much.
 """
 
 from __future__ import annotations
@@ -79,13 +86,64 @@ def judge(trials: int, rounds: int, per: int, ratio: float) -> list[dict[str, ob
     return out
 
 
+def stopping(trials: int, rounds: int, per: int, ratio: float, min_rounds: int,
+             precision: float) -> list[dict[str, object]]:
+    """Coverage and rounds used of the early stop, per scenario, against all `rounds`."""
+    from harness.quality import settled
+    from harness.stats import ESTIMATOR
+    from harness.timing import Timing, TimingConfig
+
+    enough = settled(TimingConfig(rounds=rounds, precision=precision, min_rounds=min_rounds),
+                     ESTIMATOR)
+    assert enough is not None
+    out = []
+    for sc in SCENARIOS:
+        cover_fixed = cover_seq = 0
+        used, errs = [], []
+        for t in range(trials):
+            rng = np.random.default_rng(5000 + t)
+            cand, ref = draw(rng, sc, ratio, rounds, per)
+            fixed = speedup(cand, ref)
+            cover_fixed += fixed.ci_low <= ratio <= fixed.ci_high
+            stop = rounds
+            for done in range(min_rounds + min_rounds % 2, rounds, 2):  # as measure_pair asks
+                ct = Timing(1, tuple(np.concatenate(cand[:done])), (per,) * done)
+                rt = Timing(1, tuple(np.concatenate(ref[:done])), (per,) * done)
+                if enough(ct, rt):
+                    stop = done
+                    break
+            s = speedup(cand[:stop], ref[:stop])
+            cover_seq += s.ci_low <= ratio <= s.ci_high
+            used.append(stop)
+            errs.append(abs(s.value / ratio - 1))
+        out.append({"scenario": sc.name, "fixed": cover_fixed / trials,
+                    "early": cover_seq / trials, "rounds": float(np.mean(used)),
+                    "err_p95": float(np.percentile(errs, 95))})
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=16)
     ap.add_argument("--per-round", type=int, default=32)
     ap.add_argument("--ratio", type=float, default=2.1)
+    ap.add_argument("--stopping", action="store_true",
+                    help="judge the early stop instead of the estimators")
+    ap.add_argument("--min-rounds", type=int, default=12)
+    ap.add_argument("--precision", type=float, default=0.02)
     args = ap.parse_args(argv)
+    if args.stopping:
+        print(f"true speedup {args.ratio}, up to {args.rounds} rounds x {args.per_round} calls "
+              f"per side, stop once the CI is within +-{args.precision:.0%} (first asked after "
+              f"{args.min_rounds} rounds); {args.trials} seeded trials per scenario")
+        print(f"{'scenario':<38} {'covers: all rounds':>18} {'early stop':>10} "
+              f"{'rounds used':>11} {'|err| p95':>9}")
+        for r in stopping(args.trials, args.rounds, args.per_round, args.ratio,
+                          args.min_rounds, args.precision):
+            print(f"{r['scenario']:<38} {r['fixed']:>18.1%} {r['early']:>10.1%} "
+                  f"{r['rounds']:>11.1f} {r['err_p95']:>9.3%}")
+        return 0
     rows = judge(args.trials, args.rounds, args.per_round, args.ratio)
     print(f"true speedup {args.ratio}, {args.rounds} rounds x {args.per_round} calls per side, "
           f"{args.trials} seeded trials per scenario")

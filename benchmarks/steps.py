@@ -2,7 +2,8 @@
 
 Runs a suite in this process through the local executor with a fresh store and cache (so
 nothing is a cache hit), timing each plan step by kind and, inside them, the training loops
-(`harness.train.fit`), the ONNX exports (made vs reused: one export per distinct network) and
+(`harness.train.fit`), the interleaved timed pairs, the accuracy passes (torch-side
+before/after fine-tuning, and on the runtime), the ONNX exports (made vs reused: one export per distinct network) and
 each INT8 toolchain call (which must run only for the targets asked).
 
     python -m harness.benchmarks.steps                        # fashion-mnist-resnet smoke, ORT
@@ -52,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
                 calls[name] += 1
         return wrapper
 
+    from harness import quality
+
     runner_mod.fit = timed("training", runner_mod.fit)
+    quality.measure_pair = timed("timing (interleaved)", quality.measure_pair)
+    Runner._evaluate = timed("accuracy, torch", Runner._evaluate)
+    runner_mod.run_batched = timed("accuracy, runtime", runner_mod.run_batched)
     export._export = timed("onnx export", export._export)
     for tool in ("ort_qdq", "nncf_openvino", "torch_x86"):
         setattr(_quant, tool, timed(f"int8 {tool}", getattr(_quant, tool)))
@@ -77,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         r.run(TimedExecutor())
         wall = time.perf_counter() - t0
         networks = len(list((Path(tmp) / "cache" / "exports").glob("*.onnx")))
+        from harness.store import Store
+
+        windows = [r["window"] for r in Store(Path(tmp) / "r.db").rows() if r.get("window")]
     print(f"{s.name} {args.profile} on {', '.join(targets)}: {wall:.1f} s wall")
     for name in sorted(spent):
         print(f"  {name:<22} {spent[name]:8.1f} s  {100 * spent[name] / wall:5.1f}%  "
@@ -85,6 +94,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{export.STATS['reused']} reused")
     train = spent.get("training", 0.0)
     print(f"  non-training share of the sweep: {100 * (wall - train) / wall:.1f}%")
+    timing = spent.get("timing (interleaved)", 0.0)
+    print(f"  neither training nor the timed pairs: {100 * (wall - train - timing) / wall:.1f}%")
+    rounds = [w.get("rounds") for w in windows]
+    if rounds:
+        print(f"  rounds per timed pair: {dict(sorted(Counter(rounds).items()))}")
     return 0
 
 

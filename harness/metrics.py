@@ -31,14 +31,20 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return total, nonzero
 
 
-def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    """One row per conv/linear layer: shape, weights, non-zero weights, FLOPs, MACs (= FLOPs /
-    2), effective FLOPs."""
+def _counted(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, dict[str, Any]]:
+    """One forward pass of one sample under FlopCounterMode: (total FLOPs, per-module counts)."""
     model = model.eval()
-    x = torch.zeros((1, *input_shape))
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(x)
-    counts = counter.get_flop_counts()
+        model(torch.zeros((1, *input_shape)))
+    return int(counter.get_total_flops()), counter.get_flop_counts()
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...],
+                counts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """One row per conv/linear layer: shape, weights, non-zero weights, FLOPs, MACs (= FLOPs /
+    2), effective FLOPs. `counts`: FlopCounterMode's per-module counts when already taken."""
+    if counts is None:
+        counts = _counted(model, input_shape)[1]
     root = type(model).__name__
     rows = []
     for name, mod in model.named_modules():
@@ -63,15 +69,15 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...]) -> list[dict[str
     return rows
 
 
+def _effective(total: int, rows: list[dict[str, Any]]) -> int:
+    """Dense FLOPs less what the layers' zero weights skip."""
+    return total - sum(r["flops"] - r["flops_effective"] for r in rows)
+
+
 def flops(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
     """(dense, effective) FLOPs of one sample."""
-    model = model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros((1, *input_shape)))
-    total = int(counter.get_total_flops())
-    rows = layer_table(model, input_shape)
-    skipped = sum(r["flops"] - r["flops_effective"] for r in rows)
-    return total, total - skipped
+    total, counts = _counted(model, input_shape)
+    return total, _effective(total, layer_table(model, input_shape, counts))
 
 
 def byte_sizes(data: bytes) -> tuple[int, int]:
@@ -87,14 +93,16 @@ def file_sizes(path: Path | None) -> tuple[int | None, int | None]:
 
 
 def model_metrics(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
-    """Params, dense FLOPs and MACs (one sample; macs = flops / 2), effective FLOPs, layers."""
+    """Params, dense FLOPs and MACs (one sample; macs = flops / 2), effective FLOPs, layers:
+    all from one counted forward pass."""
     total, nonzero = count_params(model)
-    dense, effective = flops(model, input_shape)
+    dense, counts = _counted(model, input_shape)
+    rows = layer_table(model, input_shape, counts)
     return {
         "params_total": total,
         "params_nonzero": nonzero,
         "flops": dense,
         "macs": dense // 2,
-        "flops_effective": effective,
-        "layers": layer_table(model, input_shape),
+        "flops_effective": _effective(dense, rows),
+        "layers": rows,
     }

@@ -82,6 +82,18 @@ def better(a: tuple[Verdict, Speedup], b: tuple[Verdict, Speedup]) -> bool:
     return ka < kb
 
 
+def settled(cfg: TimingConfig, estimator: str) -> Callable[[Timing, Timing], bool] | None:
+    """The early-stop check `measure_pair` asks between rounds when the profile sets a
+    `precision`: is the speedup's CI half-width already within it? None without one."""
+    if cfg.precision is None:
+        return None
+    precision = cfg.precision
+
+    def enough(ct: Timing, rt: Timing) -> bool:
+        return stats.speedup(ct.by_round(), rt.by_round(), estimator).rel_width <= precision
+    return enough
+
+
 def measure_until_clean(cand: Any, ref: Any, x: np.ndarray, cfg: TimingConfig, estimator: str,
                         *, aa: bool, log: Callable[[str], None] = lambda why: None
                         ) -> tuple[Verdict, Speedup, Timing, Timing, Window, int]:
@@ -91,7 +103,7 @@ def measure_until_clean(cand: Any, ref: Any, x: np.ndarray, cfg: TimingConfig, e
     best: tuple[Verdict, Speedup, Timing, Timing, Window, int] | None = None
     for attempt in range(1 + RETRIES):
         with Window() as window:
-            ct, rt = measure_pair(cand, ref, x, cfg)
+            ct, rt = measure_pair(cand, ref, x, cfg, settled(cfg, estimator))
         sp = stats.speedup(ct.by_round(), rt.by_round(), estimator)
         verdict = assess(sp, window, ct, rt, aa=aa)
         if best is None or better((verdict, sp), best[:2]):

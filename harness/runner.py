@@ -516,7 +516,11 @@ class Runner:
             finetune(module, masks=comp.masks, constraint=comp.constraint)
             module = module.cpu().eval()
             scored = module
-        accs["top1_retrained"] = self._evaluate(scored, test_ds)
+            accs["top1_retrained"] = self._evaluate(scored, test_ds)
+        elif comp.top1_pruned is None:  # nothing was trained: the same model, already scored
+            accs["top1_retrained"] = accs["top1_pruned"]
+        else:
+            accs["top1_retrained"] = self._evaluate(scored, test_ds)
         prepared = self._finish(module, folder, comp.artifacts, comp.info)
         self._store(spec, run, folder, prepared, accs, comp.info)
         return prepared, accs
@@ -724,6 +728,7 @@ class Runner:
                          "unscored_reason": verdict.unscored_reason,
                          "first_call_ms": sig3(first[b] / 1e6) if b in first else None,
                          "window": {**window.as_dict(), "attempts": attempts,
+                                    "rounds": len(ct.rounds),
                                     "cv_candidate": round(stats.cv(ct.samples_ns), 4),
                                     "cv_reference": round(stats.cv(rt.samples_ns), 4)},
                          "attempts": attempts})

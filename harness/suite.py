@@ -31,7 +31,7 @@ SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "mo
               "methods", "profiles", "targets", "seed", "budgets"}
 PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
 TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads", "max_seconds",
-               "min_seconds", "spinning"}
+               "min_seconds", "spinning", "precision", "min_rounds"}
 METHOD_KEYS = {"name", "grid", "config", "models", "search"}
 
 
@@ -47,6 +47,10 @@ class Timing:
     # ORT's intra-op threads spin while waiting for work: faster on an idle machine, much
     # slower when other processes want the cores (measured: README "Threads and spinning")
     spinning: bool = False
+    # stop a pair early once its speedup CI is within +-precision, after min_rounds rounds
+    # (unscored profiles only: see timing.TimingConfig)
+    precision: float | None = None
+    min_rounds: int | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.spinning, bool):
@@ -54,7 +58,7 @@ class Timing:
 
     def config(self) -> TimingConfig:
         return TimingConfig(self.iterations, self.warmup, self.rounds, self.max_seconds,
-                            self.min_seconds)
+                            self.min_seconds, self.precision, self.min_rounds)
 
 
 @dataclass(frozen=True)

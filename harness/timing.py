@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,13 @@ class TimingConfig:
     # optional floor on each session's timed seconds (MLPerf style: a minimum duration as well
     # as a minimum count); more calls per round are made until it is met
     min_seconds: float | None = None
+    # optional early stop (MLPerf LoadGen stops early once its statistic is settled): after
+    # `min_rounds` rounds, and after each further pair of rounds, the caller's `enough` check
+    # (quality.py: is the speedup's CI half-width within `precision`?) may end the pair before
+    # `rounds`. Unset: always `rounds` rounds. A row that stopped early has fewer than 16
+    # rounds and is unscored (quality.MIN_SCORED_ROUNDS), so only unscored profiles use it.
+    precision: float | None = None
+    min_rounds: int | None = None
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.warmup < 0 or self.rounds < 1:
@@ -42,6 +50,17 @@ class TimingConfig:
             raise ValueError("max_seconds must be > 0")
         if self.min_seconds is not None and self.min_seconds < 0:
             raise ValueError("min_seconds must be >= 0")
+        if self.precision is not None and not 0 < self.precision < 1:
+            raise ValueError("precision is a CI half-width as a fraction, in (0, 1)")
+        if self.min_rounds is not None and not 2 <= self.min_rounds <= self.rounds:
+            raise ValueError("min_rounds must be between 2 and rounds")
+
+    @property
+    def first_check(self) -> int | None:
+        """The round after which an early stop is first considered (None: never)."""
+        if self.precision is None:
+            return None
+        return self.min_rounds if self.min_rounds is not None else self.rounds
 
 
 @dataclass(frozen=True)
@@ -161,11 +180,16 @@ def measure(session: Any, x: np.ndarray, cfg: TimingConfig) -> Timing:
 
 
 def measure_pair(
-    candidate: Any, reference: Any, x: np.ndarray, cfg: TimingConfig
+    candidate: Any, reference: Any, x: np.ndarray, cfg: TimingConfig,
+    enough: Callable[[Timing, Timing], bool] | None = None,
 ) -> tuple[Timing, Timing]:
     """Time candidate and reference interleaved: warm both, then alternate in `rounds` chunks
     (A,B / B,A / ...). Calls per round: `iterations / rounds`, raised until each side has run
-    `min_seconds`, lowered to fit `max_seconds` (both estimated from the warm-up's median)."""
+    `min_seconds`, lowered to fit `max_seconds` (both estimated from the warm-up's median; at
+    least one call each). With `cfg.precision`, `enough(candidate, reference)` is asked after
+    `min_rounds` rounds and after every second round from there (an even count, so each side
+    went first equally often); True ends the pair there. The check runs between rounds, never
+    inside one."""
     wa: list[int] = []
     wb: list[int] = []
     _calls(candidate, x, max(1, cfg.warmup), wa)
@@ -178,11 +202,18 @@ def measure_pair(
         per = max(per, int(np.ceil(cfg.min_seconds / cfg.rounds / max(fast_s, 1e-9))))
     if cfg.max_seconds is not None:
         pair_s = (min(wa) + min(wb)) / 1e9
-        per = max(2, min(per, int(cfg.max_seconds / cfg.rounds / pair_s)))
+        per = max(1, min(per, int(cfg.max_seconds / cfg.rounds / pair_s)))
+    n = int(x.shape[0])
+    first_check = cfg.first_check if enough is not None else None
+    done = 0
     for r in range(cfg.rounds):
         first, second = ((candidate, a), (reference, b)) if r % 2 == 0 else ((reference, b), (candidate, a))
         _calls(first[0], x, per, first[1])
         _calls(second[0], x, per, second[1])
-    n = int(x.shape[0])
-    sizes = (per,) * cfg.rounds
+        done = r + 1
+        if (first_check is not None and first_check <= done < cfg.rounds and done % 2 == 0
+                and enough is not None
+                and enough(Timing(n, tuple(a), (per,) * done), Timing(n, tuple(b), (per,) * done))):
+            break
+    sizes = (per,) * done
     return Timing(n, tuple(a), sizes), Timing(n, tuple(b), sizes)

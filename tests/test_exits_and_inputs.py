@@ -445,6 +445,11 @@ TEXT_ERRORS = {
                               "'batch_sizes' must be a list of integers, not [1, 8.5]"),
     "eval_samples a string": (("eval_samples = 128", 'eval_samples = "all"'),
                               "'eval_samples' must be an integer, not 'all' (a string)"),
+    "precision not a fraction": (("threads = 1", "threads = 1, precision = 2.0"),
+                                 ".timing: precision is a CI half-width as a fraction, "
+                                 "in (0, 1)"),
+    "min_rounds above rounds": (("threads = 1", "threads = 1, precision = 0.02, min_rounds = 3"),
+                                ".timing: min_rounds must be between 2 and rounds"),
     "timing a number": (("timing = { batch_sizes = [1, 8], iterations = 6, warmup = 1, "
                          "rounds = 2, threads = 1 }", "timing = 3"),
                         "[profiles.smoke].timing must be a table, not 3 (an integer)"),

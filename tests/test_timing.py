@@ -60,3 +60,85 @@ def test_max_seconds_caps_a_slow_pair() -> None:
     cfg = TimingConfig(iterations=1000, warmup=1, rounds=2, max_seconds=0.2)
     ta, tb = measure_pair(Slow(), Slow(), np.zeros((1, 1)), cfg)
     assert 2 * 2 <= len(ta.samples_ns) <= 2 * 10 and len(ta.samples_ns) == len(tb.samples_ns)
+
+
+class Clock:
+    """A session whose calls take a set time: `time.perf_counter_ns` is real, so each call
+    busy-waits its duration (short enough to keep the test fast)."""
+
+    def __init__(self, ns: int, calls: list[str], name: str) -> None:
+        self.ns, self.calls, self.name = ns, calls, name
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        import time
+
+        self.calls.append(self.name)
+        end = time.perf_counter_ns() + self.ns
+        while time.perf_counter_ns() < end:
+            pass
+        return [batch]
+
+
+def test_early_stop_is_asked_only_after_min_rounds_on_even_counts() -> None:
+    asked: list[int] = []
+
+    def never(ct: Timing, rt: Timing) -> bool:
+        assert len(ct.rounds) == len(rt.rounds) and sum(ct.rounds) == len(ct.samples_ns)
+        asked.append(len(ct.rounds))
+        return False
+
+    log: list[str] = []
+    cfg = TimingConfig(iterations=16, warmup=1, rounds=16, precision=0.02, min_rounds=11)
+    ta, _ = measure_pair(Recorder("a", log), Recorder("b", log), np.zeros((1, 1)), cfg, never)
+    assert asked == [12, 14] and len(ta.rounds) == 16  # never after the last round
+
+
+def test_early_stop_ends_the_pair_where_enough_says_so() -> None:
+    log: list[str] = []
+    cfg = TimingConfig(iterations=32, warmup=1, rounds=16, precision=0.02, min_rounds=12)
+    ta, tb = measure_pair(Recorder("a", log), Recorder("b", log), np.zeros((1, 1)), cfg,
+                          lambda ct, rt: True)
+    assert ta.rounds == tb.rounds == (2,) * 12 and len(ta.samples_ns) == 24
+    assert log.count("a") == log.count("b") == 1 + 24  # warm-up + 12 rounds of 2, no more
+    # without `precision` the check is never asked, whatever is passed
+    full, _ = measure_pair(Recorder("a", []), Recorder("b", []), np.zeros((1, 1)),
+                           TimingConfig(iterations=32, warmup=1, rounds=16), lambda c, r: True)
+    assert len(full.rounds) == 16
+
+
+def test_settled_stops_a_steady_pair_and_not_a_scattered_one() -> None:
+    from harness.quality import settled
+    from harness.stats import ESTIMATOR
+
+    cfg = TimingConfig(rounds=16, precision=0.02, min_rounds=12)
+    enough = settled(cfg, ESTIMATOR)
+    assert enough is not None and settled(TimingConfig(), ESTIMATOR) is None
+    rng = np.random.default_rng(0)
+
+    def sides(spread: float) -> tuple[Timing, Timing]:
+        cand = (1e6 * rng.lognormal(0, spread, 12 * 8)).astype(int)
+        ref = (2e6 * rng.lognormal(0, spread, 12 * 8)).astype(int)
+        return Timing(1, tuple(cand), (8,) * 12), Timing(1, tuple(ref), (8,) * 12)
+
+    assert enough(*sides(0.005))  # 2.0x within +-2% after 12 rounds: stop
+    assert not enough(*sides(0.3))  # +-30% per call: keep timing
+
+
+def test_a_steady_real_pair_stops_early() -> None:
+    from harness.quality import settled
+    from harness.stats import ESTIMATOR
+
+    cfg = TimingConfig(iterations=64, warmup=1, rounds=16, precision=0.1, min_rounds=12)
+    calls: list[str] = []
+    fast, slow = Clock(200_000, calls, "fast"), Clock(400_000, calls, "slow")
+    ta, tb = measure_pair(fast, slow, np.zeros((1, 1)), cfg, settled(cfg, ESTIMATOR))
+    assert len(ta.rounds) < 16  # 2x apart and steady: settled at 12 or 14 rounds
+    assert 1.6 < float(np.median(tb.samples_ns)) / float(np.median(ta.samples_ns)) < 2.5
+
+
+def test_max_seconds_may_leave_one_call_per_round() -> None:
+    cfg = TimingConfig(iterations=1000, warmup=1, rounds=4, max_seconds=0.001)
+    calls: list[str] = []
+    ta, tb = measure_pair(Clock(1_000_000, calls, "a"), Clock(1_000_000, calls, "b"),
+                          np.zeros((1, 1)), cfg)
+    assert ta.rounds == tb.rounds == (1,) * 4
