@@ -10,7 +10,12 @@ copy or a planted file must never break a sweep for good, and must never run cod
   and sha256: an entry without it, or whose files do not match it, does not exist;
 - `read_entry` checks all of that before anything is parsed; a bad entry is discarded (its
   `meta.json` first, so a crash while deleting leaves no half-valid entry) with one log line,
-  and the caller rebuilds it.
+  and the caller rebuilds it;
+- one process at a time reads-or-builds an entry (`building`: an advisory lock file beside the
+  folder). Two sweeps sharing a cache (a `run` beside a `tune`, two users, a retried Ray step)
+  would otherwise both build it, and the second would take the first's half-written folder for
+  a broken entry and delete it under it; with the lock the second waits, then finds the entry.
+  The kernel drops the lock of a killed process, so a kill never leaves an entry locked.
 
 What it must never do: unpickle, import or execute anything from the cache (entries hold JSON
 and raw bytes; turning them into models is `harness.modeldata`'s job, which parses only
@@ -25,7 +30,8 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -182,6 +188,33 @@ def reject(folder: Path, why: str, log: Callable[[str], None]) -> None:
     """Discard a bad entry and say so in one line."""
     log(f"cache: discarding {folder.parent.name}/{folder.name}: {why}; rebuilding")
     discard(folder)
+
+
+@contextmanager
+def building(folder: Path, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold `folder`'s entry lock (`.<name>.lock` beside it) while reading or building the
+    entry; says so in one line when another process holds it and waits for it."""
+    import fcntl
+
+    lock = folder.with_name(f".{folder.name}.lock")
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock, "a+b")
+    except OSError as exc:  # a cache one cannot write to: read it unlocked, as before
+        log(f"cache: no lock for {folder.parent.name}/{folder.name} ({exc.strerror})")
+        yield
+        return
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"cache: waiting for another process building {folder.parent.name}/"
+                f"{folder.name}")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def write_with(path: Path, write: Callable[[Path], Any]) -> Path:

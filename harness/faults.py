@@ -4,7 +4,9 @@
 `checkpoint(<stage>)` creates the marker and sends itself SIGKILL (a real kill -9: no cleanup,
 no finally blocks, no atexit); later arrivals find the marker and go on, so a retried step or a
 re-run completes. With `COMPRESSMARK_FAULT_ACTION=enospc` it raises the OSError a full disk
-gives instead. Unset (the default) it costs one dictionary lookup.
+gives instead; with `pause` it waits there until `<marker>.release` exists (at most 5 minutes),
+so a test can hold one process mid-step while another runs. Unset (the default) it costs one
+dictionary lookup.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import time
 
 STAGES = ("baseline-train", "compress", "finetune", "quantize", "export", "measure",
           "store-write", "tune-tell")  # tune-tell: a trial's cells stored, Optuna not told
@@ -29,6 +32,12 @@ def checkpoint(stage: str) -> None:
         return
     os.write(fd, f"{stage} {os.getpid()}\n".encode())
     os.close(fd)
-    if os.environ.get("COMPRESSMARK_FAULT_ACTION") == "enospc":
+    action = os.environ.get("COMPRESSMARK_FAULT_ACTION")
+    if action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"simulated at {stage}")
+    if action == "pause":
+        deadline = time.monotonic() + 300
+        while not os.path.exists(marker + ".release") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return
     os.kill(os.getpid(), signal.SIGKILL)

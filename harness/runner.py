@@ -333,7 +333,9 @@ class Runner:
                          ) -> tuple[Prepared, float]:
         if spec.name not in self._baselines:
             self.ev.stage(f"{spec.name}: baseline")
-            self._baselines[spec.name] = self._baseline(spec, train_ds, test_ds, force=force)
+            with cache.building(self.baseline_folder(spec.name), self.ev.log):
+                self._baselines[spec.name] = self._baseline(spec, train_ds, test_ds,
+                                                            force=force)
         return self._baselines[spec.name]
 
     def _ensure_compressed(self, spec: Any, run: MethodRun, train_ds: Any, test_ds: Any,
@@ -346,8 +348,9 @@ class Runner:
         if self._last is None or self._last[0] != key:
             self._last = None  # one compressed model in memory at a time
             faults.checkpoint("compress")
-            self._last = (key, self._compress(spec, run, baseline, base_top1, train_ds,
-                                              test_ds, force=force))
+            with cache.building(self.compressed_folder(spec.name, run), self.ev.log):
+                self._last = (key, self._compress(spec, run, baseline, base_top1, train_ds,
+                                                  test_ds, force=force))
         return self._last[1]
 
     def _measure_cell(self, spec: Any, step: Any, train_ds: Any, test_ds: Any

@@ -122,3 +122,55 @@ def test_disk_full_at_the_store_write_is_one_line_and_no_half_row(
     con.close()
     assert run_cli(*_args(tmp, suite), cwd=tmp).returncode == 0
     assert len(_state(tmp / "r.db")) == CELLS
+
+
+def test_two_sweeps_sharing_a_cache_build_an_entry_once(work: tuple[Path, Path]) -> None:
+    """Two sweeps on one cache (e.g. a `run` beside a `tune`): the first is held mid-build of a
+    compressed model (paused at its fine-tune, its folder half made); the second, on its own
+    store, must wait for that entry rather than rebuild it or delete the half-made folder, then
+    use it. Both rows are ok and carry the same accuracies."""
+    tmp, suite = work
+    cache = ["--cache-dir", str(tmp / "cache")]
+    prime = run_cli(*_args(tmp, suite), *cache, "--method", "int8-ptq", cwd=tmp)
+    assert prime.returncode == 0, prime.stderr[-2000:]  # the baseline is cached now
+    marker = tmp / "paused"
+    args_a = [*_args(tmp, suite), *cache, "--method", "weight-level"]
+    args_b = [*args_a[:args_a.index("--store")], "--store", str(tmp / "r2.db"),
+              *args_a[args_a.index("--store") + 2:]]
+    env = {**__import__("os").environ, "COMPRESSMARK_FAULT": "finetune",
+           "COMPRESSMARK_FAULT_ACTION": "pause", "COMPRESSMARK_FAULT_MARKER": str(marker)}
+    a = subprocess.Popen([*harness_bin(), *args_a], cwd=tmp, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out_b = tmp / "b.log"
+    b = None
+    try:
+        deadline = time.monotonic() + 240
+        while not marker.exists():  # A holds the entry, mid-build
+            assert a.poll() is None and time.monotonic() < deadline, "A never reached finetune"
+            time.sleep(0.1)
+        with open(out_b, "w") as log:
+            b = subprocess.Popen([*harness_bin(), *args_b], cwd=tmp, env=env, text=True,
+                                 stdout=log, stderr=subprocess.STDOUT)
+            while "waiting for another process building" not in out_b.read_text():
+                assert b.poll() is None, f"B did not wait: {out_b.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, "B never reached the entry"
+                time.sleep(0.1)
+            Path(str(marker) + ".release").touch()  # let A finish its build
+            out_a = a.communicate(timeout=240)[0]
+            assert a.returncode == 0, out_a[-2000:]
+            assert b.wait(timeout=240) == 0, out_b.read_text()[-2000:]
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+    text_b = out_b.read_text()
+    assert "cached compressed model" in text_b and "discarding" not in text_b, text_b[-2000:]
+    assert "discarding" not in out_a
+    rows = {}
+    for db in ("r.db", "r2.db"):
+        con = sqlite3.connect(tmp / db)
+        rows[db] = con.execute("SELECT status, top1_pruned, top1_retrained, top1_target FROM "
+                               "cells WHERE method='weight-level'").fetchall()
+        con.close()
+    assert len(rows["r.db"]) == len(rows["r2.db"]) == 1 and rows["r.db"][0][0] == "ok"
+    assert rows["r.db"] == rows["r2.db"]

@@ -113,11 +113,12 @@ def unpack(root: Path, bundle: tuple[str, bytes]) -> None:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
             tar.extractall(tmp, filter="data")
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not cache.peek(target):
-            cache.discard(target)
-            os.replace(tmp, target)
-            with open(root / RECEIVED, "a") as log:  # which entries came through the store
-                log.write(rel + "\n")
+        with cache.building(target, lambda line: None):  # not under a builder on this node
+            if not cache.peek(target):
+                cache.discard(target)
+                os.replace(tmp, target)
+                with open(root / RECEIVED, "a") as log:  # which entries came through the store
+                    log.write(rel + "\n")
     finally:
         import shutil
 
