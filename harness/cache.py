@@ -11,8 +11,8 @@ copy or a planted file must never break a sweep for good, and must never run cod
 - `read_entry` checks all of that before anything is parsed; a bad entry is discarded (its
   `meta.json` first, so a crash while deleting leaves no half-valid entry) with one log line,
   and the caller rebuilds it;
-- one process at a time reads-or-builds an entry (`building`: an advisory lock file beside the
-  folder). Two sweeps sharing a cache (a `run` beside a `tune`, two users, a retried Ray step)
+- one process at a time reads-or-builds an entry (`building`: an advisory lock file under
+  `<cache>/.locks/`). Two sweeps sharing a cache (a `run` beside a `tune`, two users, a retried Ray step)
   would otherwise both build it, and the second would take the first's half-written folder for
   a broken entry and delete it under it; with the lock the second waits, then finds the entry.
   The kernel drops the lock of a killed process, so a kill never leaves an entry locked.
@@ -39,6 +39,7 @@ from typing import Any
 META = "meta.json"
 FORMAT = 1
 _TMP = ".tmp-"  # prefix of files being written; never part of an entry
+LOCKS = ".locks"  # beside the kinds of entries (baselines/, compressed/): one lock file each
 
 
 class CacheError(Exception):
@@ -192,11 +193,12 @@ def reject(folder: Path, why: str, log: Callable[[str], None]) -> None:
 
 @contextmanager
 def building(folder: Path, log: Callable[[str], None]) -> Iterator[None]:
-    """Hold `folder`'s entry lock (`.<name>.lock` beside it) while reading or building the
-    entry; says so in one line when another process holds it and waits for it."""
+    """Hold `folder`'s entry lock (`<cache>/.locks/<kind>-<name>.lock`, out of the way of
+    anything that lists entries) while reading or building the entry; says so in one line
+    when another process holds it and waits for it."""
     import fcntl
 
-    lock = folder.with_name(f".{folder.name}.lock")
+    lock = folder.parent.parent / LOCKS / f"{folder.parent.name}-{folder.name}.lock"
     try:
         lock.parent.mkdir(parents=True, exist_ok=True)
         f = open(lock, "a+b")

@@ -84,50 +84,31 @@ def list_(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command()
-def run(
-    suite: Annotated[str, typer.Option(help="Suite name (see `harness list suites`) or path "
-                                            "to a suite TOML file.")],
-    target: Annotated[list[str] | None, typer.Option(help="Target runtime; repeat for several "
-                                                          "(default: the suite's).")] = None,
-    profile: Annotated[str, typer.Option(help="smoke (seconds), quick (minutes) or full "
-                                              "(the papers' recipes).")] = "quick",
-    store: Annotated[Path, typer.Option(help="SQLite result store.")] = DEFAULT_STORE,
-    report_dir: Annotated[Path | None, typer.Option(help="Report folder (default: "
-                                                         "reports/<suite>/).")] = None,
-    device: Annotated[str, typer.Option(help="Training device: cpu or cuda.")] = "cpu",
-    threads: Annotated[int | None, typer.Option(help="Threads for every runtime (default: "
-                                                      "the suite's).")] = None,
-    force: Annotated[bool, typer.Option(help="Redo cells already stored.")] = False,
-    data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
-    download: Annotated[bool, typer.Option(help="Let torchvision download missing data.")] = False,
-    method: Annotated[list[str] | None, typer.Option(help="Only these methods (repeatable).")] = None,
-    model: Annotated[list[str] | None, typer.Option(help="Only these models of the suite "
-                                                         "(repeatable).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Checkpoints and exported models "
-                                                        "(default: beside the store).")] = None,
-    executor: Annotated[str, typer.Option(help="local (this process) or ray (a Ray "
-                                               "cluster; pip install compressmark[ray]).")
-                        ] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="With --executor ray: auto, or "
-                                                         "HOST:PORT of the head node.")] = None,
-    ray_artifacts: Annotated[str, typer.Option(help="With --executor ray: how models move "
-                                                    "between nodes: auto, shared (one cache "
-                                                    "directory every node sees) or "
-                                                    "object-store.")] = "auto",
-) -> None:
-    """Run a suite: train/load baselines, compress, fine-tune, export, score and time, report."""
-    from harness import suite as suites
-    from harness.reports.table import print_table
-    from harness.runner import RunOptions, Runner
-    from harness.suite import PROFILES
+# options `run` and `tune` share: declared once
+Executor = Annotated[str, typer.Option(help="local (this process) or ray (a Ray cluster; pip "
+                                            "install compressmark[ray]).")]
+RayAddress = Annotated[str | None, typer.Option(help="With --executor ray: auto, or HOST:PORT "
+                                                     "of the head node.")]
+RayArtifacts = Annotated[str, typer.Option(help="With --executor ray: how models move between "
+                                                "nodes: auto, shared (one cache directory "
+                                                "every node sees) or object-store.")]
+Device = Annotated[str, typer.Option(help="Training device: cpu or cuda.")]
+Targets = Annotated[list[str] | None, typer.Option(help="Target runtime; repeat for several "
+                                                        "(default: the suite's).")]
+ReportDir = Annotated[Path | None, typer.Option(help="Report folder (default: "
+                                                     "reports/<suite>/).")]
+CacheDir = Annotated[Path | None, typer.Option(help="Checkpoints and exported models "
+                                                    "(default: beside the store).")]
+DataDir = Annotated[Path | None, typer.Option(help="Where datasets live.")]
+Threads = Annotated[int | None, typer.Option(help="Threads for every runtime (default: the "
+                                                  "suite's).")]
 
+
+def _executor(executor: str, ray_address: str | None, ray_artifacts: str, device: str) -> Any:
+    """The executor the options name (None: local), after checking them: bad ones are one
+    line and exit 2."""
     if device not in ("cpu", "cuda"):
         fail(f"unknown device '{device}' (choose from: cpu, cuda)")
-    if profile not in PROFILES:
-        fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
-    if threads is not None and threads < 1:
-        fail("--threads must be >= 1")
     if executor not in ("local", "ray"):
         fail(f"unknown executor '{executor}' (choose from: local, ray)")
     if ray_address is not None and executor != "ray":
@@ -135,6 +116,46 @@ def run(
     if ray_artifacts not in ("auto", "shared", "object-store"):
         fail(f"unknown --ray-artifacts '{ray_artifacts}' (choose from: auto, shared, "
              "object-store)")
+    if executor != "ray":
+        return None
+    from harness.executors.ray import RayExecutor
+
+    return RayExecutor(ray_address, artifacts=ray_artifacts)
+
+
+@app.command()
+def run(
+    suite: Annotated[str, typer.Option(help="Suite name (see `harness list suites`) or path "
+                                            "to a suite TOML file.")],
+    target: Targets = None,
+    profile: Annotated[str, typer.Option(help="smoke (seconds), quick (minutes) or full "
+                                              "(the papers' recipes).")] = "quick",
+    store: Annotated[Path, typer.Option(help="SQLite result store.")] = DEFAULT_STORE,
+    report_dir: ReportDir = None,
+    device: Device = "cpu",
+    threads: Threads = None,
+    force: Annotated[bool, typer.Option(help="Redo cells already stored.")] = False,
+    data_dir: DataDir = None,
+    download: Annotated[bool, typer.Option(help="Let torchvision download missing data.")] = False,
+    method: Annotated[list[str] | None, typer.Option(help="Only these methods (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="Only these models of the suite "
+                                                         "(repeatable).")] = None,
+    cache_dir: CacheDir = None,
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    ray_artifacts: RayArtifacts = "auto",
+) -> None:
+    """Run a suite: train/load baselines, compress, fine-tune, export, score and time, report."""
+    from harness import suite as suites
+    from harness.reports.table import print_table
+    from harness.runner import RunOptions, Runner
+    from harness.suite import PROFILES
+
+    if profile not in PROFILES:
+        fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
+    if threads is not None and threads < 1:
+        fail("--threads must be >= 1")
+    ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, model)
     opts = RunOptions(
         suite=s, profile=profile, targets=list(target or s.targets), store=store,
@@ -153,11 +174,6 @@ def run(
     from harness.store import Store
 
     Store(store).close()  # a store that cannot be written is one line now, not after training
-    ex = None
-    if executor == "ray":
-        from harness.executors.ray import RayExecutor
-
-        ex = RayExecutor(ray_address, artifacts=ray_artifacts)
     with _progress() as progress:
         runner.ev = _events(progress, runner.total_cells())
         run_id = runner.run(ex)
@@ -465,8 +481,7 @@ class AnswerFormat(str, Enum):
 def tune(
     suite: Annotated[str, typer.Option(help="Suite name or path; its [[methods]] `search` "
                                             "tables are the space.")],
-    target: Annotated[list[str] | None, typer.Option(help="Target runtime; repeat for several "
-                                                          "(default: the suite's).")] = None,
+    target: Targets = None,
     trials: Annotated[int, typer.Option(help="Finished trials the study should hold (a "
                                              "resumed study runs only the rest).")] = 20,
     model: Annotated[str | None, typer.Option(help="The suite's model to tune (needed when "
@@ -481,13 +496,14 @@ def tune(
                                                                  "size.")] = False,
     store: Annotated[Path, typer.Option(help="SQLite result store; the study's journal "
                                              "lives beside it.")] = DEFAULT_STORE,
-    report_dir: Annotated[Path | None, typer.Option(help="Report folder (default: "
-                                                         "reports/<suite>/).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Checkpoints and exported models "
-                                                        "(default: beside the store).")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Where datasets live.")] = None,
-    threads: Annotated[int | None, typer.Option(help="Threads for every runtime (default: "
-                                                      "the suite's).")] = None,
+    report_dir: ReportDir = None,
+    cache_dir: CacheDir = None,
+    data_dir: DataDir = None,
+    threads: Threads = None,
+    device: Device = "cpu",
+    executor: Executor = "local",
+    ray_address: RayAddress = None,
+    ray_artifacts: RayArtifacts = "auto",
 ) -> None:
     """Search the suite's space for the best trade-offs on each target (Optuna, measured).
 
@@ -509,6 +525,7 @@ def tune(
         fail(f"--trials must be >= 1, not {trials}")
     if threads is not None and threads < 1:
         fail("--threads must be >= 1")
+    ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, [model] if model else None)
     if model is None:
         if len(s.models) > 1:
@@ -525,7 +542,8 @@ def tune(
                  f"(choose from: {', '.join(have) or 'none'})")
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
                       cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir,
-                      threads=threads, command=" ".join(["harness", *sys.argv[1:]]))
+                      device=device, threads=threads,
+                      command=" ".join(["harness", *sys.argv[1:]]))
     runner = Runner(opts)
     for name, reason in runner.skipped.items():
         err.print(f"skipping target {name}: {reason}", markup=False, highlight=False)
@@ -552,7 +570,7 @@ def tune(
     Store(store).close()  # a store that cannot be written is one line now, not after training
     console.print(f"study {tuner.name} in {journal_path(store)}: {trials} trials, objectives: "
                   f"{'; '.join(names)}", markup=False, highlight=False, soft_wrap=True)
-    results = tuner.run()
+    results = tuner.run(ex)
     st = Store(store, readonly=True)
     pts = fronts.points(st, s.name).get(tuner.name, [])
     for t, ps in fronts.by_target(pts).items():

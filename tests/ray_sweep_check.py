@@ -1,7 +1,7 @@
 """Run by tests/test_ray.py inside a private network namespace (loopback only): a 3-node Ray
 cluster on 127.0.0.1 (head, a compute node, a timing node), the same tiny sweep through
 `--executor local` and `--executor ray`, then a Ray sweep whose worker is killed (SIGKILL)
-mid-measurement. Prints one JSON object with what the test asserts. Not collected by pytest.
+mid-measurement, then `harness tune --executor ray` on the same cluster. Prints one JSON object with what the test asserts. Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -48,6 +48,42 @@ def rows(work: Path, store: str, run_id: str) -> list[dict[str, object]]:
                            (run_id,)):
         out.append(dict(r))
     st.close()
+    return out
+
+
+TUNE_METHODS = """
+[[methods]]
+name = "l1-filter"
+search = { ratio = [0.2, 0.7] }
+"""
+
+
+def tune(work: Path, data: Path, address: str) -> dict[str, object]:
+    """`harness tune --executor ray` (the CLI, a process of its own) on the cluster: 2 trials;
+    what it stored, and on which nodes its cells were timed."""
+    import subprocess
+
+    from conftest import harness_bin
+
+    from harness.store import Store
+
+    suite = tiny_suite(work, "raytune", '["lenet-5"]', TUNE_METHODS)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COMPRESSMARK_FAULT")}
+    res = subprocess.run([*harness_bin(), "tune", "--suite", str(suite), "--profile", "smoke",
+                          "--target", "onnxruntime-cpu", "--trials", "2",
+                          "--store", str(work / "tune.db"), "--data-dir", str(data),
+                          "--report-dir", str(work / "tune-report"), "--executor", "ray",
+                          "--ray-address", address],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=work)
+    out: dict[str, object] = {"rc": res.returncode, "tail": (res.stdout + res.stderr)[-2000:]}
+    if (work / "tune.db").exists():
+        st = Store(work / "tune.db")
+        out["states"] = [r["state"] for r in st.trials()]
+        out["nodes"] = [json.loads(n)["ray_node"] for (n,) in st.db.execute(
+            "SELECT node FROM cells WHERE status='ok'")]
+        out["executors"] = [json.loads(x)["executor"]["name"] for (x,) in st.db.execute(
+            "SELECT settings FROM runs")]
+        st.close()
     return out
 
 
@@ -100,6 +136,7 @@ def main() -> None:
     auto = json.loads(st.db.execute("SELECT settings FROM runs WHERE run_id=?",
                                     (kill_id,)).fetchone()[0])["executor"]["artifacts"]
     st.close()
+    tuned = tune(work, data, cluster.address)
     ray.shutdown()
     cluster.shutdown()
 
@@ -121,6 +158,7 @@ def main() -> None:
         "killed": (work / "killed-measure").read_text() if (work / "killed-measure").exists()
         else None,
         "timing_node": timing.node_id, "seconds": {"local": t_local, "ray": t_ray},
+        "tune": tuned,
     }))
 
 

@@ -18,6 +18,15 @@ CASES = {
                        "unknown method 'nope' (choose from: baseline, "),
     "unknown device": (["run", "--suite", "fashion-mnist-lenet", "--device", "tpu"],
                        "unknown device 'tpu' (choose from: cpu, cuda)"),
+    "unknown executor": (["run", "--suite", "fashion-mnist-lenet", "--executor", "dask"],
+                         "unknown executor 'dask' (choose from: local, ray)"),
+    "tune: unknown executor": (["tune", "--suite", "fashion-mnist-resnet", "--executor", "dask"],
+                               "unknown executor 'dask' (choose from: local, ray)"),
+    "tune: ray address without ray": (["tune", "--suite", "fashion-mnist-resnet",
+                                       "--ray-address", "auto"],
+                                      "--ray-address needs --executor ray"),
+    "tune: unknown device": (["tune", "--suite", "fashion-mnist-resnet", "--device", "tpu"],
+                             "unknown device 'tpu' (choose from: cpu, cuda)"),
     "missing option": (["run"], "Missing option '--suite'"),
     "model not in suite": (["run", "--suite", "fashion-mnist-lenet", "--model", "resnet-56"],
                            "model 'resnet-56' is not in suite fashion-mnist-lenet (choose from: "
@@ -31,7 +40,7 @@ CASES = {
 def test_bad_input_is_one_line_exit_2(case: str, tmp_path: Path) -> None:
     args, message = CASES[case]
     res = run_cli(*args, "--store", str(tmp_path / "s.db"), cwd=tmp_path) if args[0] in (
-        "run", "export") and args != ["run"] else run_cli(*args, cwd=tmp_path)
+        "run", "export", "tune") and args != ["run"] else run_cli(*args, cwd=tmp_path)
     assert res.returncode == 2, res.stdout + res.stderr
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1, res.stderr

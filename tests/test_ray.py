@@ -80,3 +80,12 @@ def test_models_travel_through_the_object_store_without_a_shared_cache(result: d
     # measured reached its own cache as objects
     kinds = sorted(p.split("/")[0] for p in result["received"])
     assert kinds == ["baselines", "compressed", "compressed"], result["received"]
+
+
+def test_tune_runs_its_trials_on_the_cluster(result: dict) -> None:  # type: ignore[type-arg]
+    tuned = result["tune"]
+    assert tuned["rc"] == 0, tuned["tail"]
+    assert tuned["states"] == ["COMPLETE", "COMPLETE"]
+    assert tuned["executors"] == ["ray"]
+    # the baseline's A/A cell and one cell per trial, each timed on the timing node
+    assert len(tuned["nodes"]) >= 2 and set(tuned["nodes"]) == {result["timing_node"]}
