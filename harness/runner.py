@@ -226,6 +226,11 @@ class Runner:
                "eval_samples": self.profile.eval_samples}  # the cached accuracies
         if self.per_target(run):  # INT8 toolchains run only for the run's targets
             key["toolchains"] = sorted(self.targets)
+        if run.method == "pipeline":  # a step's method that changed makes a new pipeline too
+            from harness.methods.pipeline import parse_step
+
+            key["step_versions"] = [METHODS.get(parse_step(st)[0]).version
+                                    for st in method.Config(**run.config).steps]
         return digest(key)
 
     def baseline_folder(self, model: str) -> Path:

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from harness.api import Compressed, Context
-from harness.methods._quant import calibration_array, quantize_for_all, scored_int8
+from harness.methods._quant import (
+    ACTIVATION_RANGES,
+    calibration_array,
+    quantize_for_all,
+    scored_int8,
+)
 from harness.registry import METHODS
 
 
@@ -20,7 +25,8 @@ class Int8PTQ:
     """Static INT8: ORT QDQ (u8/s8), NNCF for OpenVINO, torch.ao x86; calibrated on train data."""
 
     name: ClassVar[str] = "int8-ptq"
-    version: ClassVar[str] = "2"  # 2: toolchains only for the run's targets
+    # 2: toolchains only for the run's targets; 3: NNCF activation ranges min-max by default
+    version: ClassVar[str] = "3"
     per_target: ClassVar[bool] = True  # its artifacts depend on the run's targets
 
     @dataclass(frozen=True)
@@ -28,16 +34,23 @@ class Int8PTQ:
         calibration: int = 256  # training images used to calibrate activation ranges
         per_channel: bool = True  # per-channel weight scales (ORT; NNCF always per-channel)
         preset: str = "performance"  # NNCF: "performance" (symmetric) | "mixed"
+        # NNCF's activation ranges: "min-max" (over all calibration images, as ORT's MinMax)
+        # or "mean-min-max" (NNCF's default: the mean of each image's extremes); see _quant.py
+        activation_ranges: str = "min-max"
 
         def __post_init__(self) -> None:
             if self.calibration < 1:
                 raise ValueError("calibration must be >= 1")
             if self.preset not in ("performance", "mixed"):
                 raise ValueError("preset must be 'performance' or 'mixed'")
+            if self.activation_ranges not in ACTIVATION_RANGES:
+                raise ValueError(f"activation_ranges must be one of: "
+                                 f"{', '.join(ACTIVATION_RANGES)}")
 
     def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
         calib = calibration_array(ctx, cfg.calibration)
-        arts, skipped = quantize_for_all(model.eval(), ctx, calib, cfg.per_channel, cfg.preset)
+        arts, skipped = quantize_for_all(model.eval(), ctx, calib, cfg.per_channel, cfg.preset,
+                                         ranges=cfg.activation_ranges)
         info: dict[str, Any] = {"calibration": len(calib), "skipped_toolchains": skipped}
         return Compressed(model=model, scored=scored_int8(arts, info), artifacts=arts,
                           finetune=False, info=info)
@@ -48,7 +61,8 @@ class QAT:
     """Quantization-aware fine-tuning (torch.ao FX fake-quant, x86), then the same INT8 export."""
 
     name: ClassVar[str] = "qat"
-    version: ClassVar[str] = "2"  # 2: toolchains only for the run's targets
+    # 2: toolchains only for the run's targets; 3: NNCF activation ranges min-max by default
+    version: ClassVar[str] = "3"
     per_target: ClassVar[bool] = True
 
     @dataclass(frozen=True)
@@ -57,10 +71,14 @@ class QAT:
         calibration: int = 256
         per_channel: bool = True
         preset: str = "performance"
+        activation_ranges: str = "min-max"  # as int8-ptq's
 
         def __post_init__(self) -> None:
             if self.calibration < 1 or self.preset not in ("performance", "mixed"):
                 raise ValueError("calibration must be >= 1, preset 'performance' or 'mixed'")
+            if self.activation_ranges not in ACTIVATION_RANGES:
+                raise ValueError(f"activation_ranges must be one of: "
+                                 f"{', '.join(ACTIVATION_RANGES)}")
 
     def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
         """torch.ao's QAT modules share the model's parameters and BN buffers, so after the
@@ -95,7 +113,7 @@ class QAT:
             if hasattr(mod, "qconfig"):
                 del mod.qconfig
         arts, skipped = quantize_for_all(model.eval(), ctx, calib, cfg.per_channel, cfg.preset,
-                                         qat_prepared=prepared)
+                                         qat_prepared=prepared, ranges=cfg.activation_ranges)
         info: dict[str, Any] = {"skipped_toolchains": skipped}
         return Compressed(model=model, scored=scored_int8(arts, info), artifacts=arts,
                           finetune=False, info=info)
