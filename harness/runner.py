@@ -43,8 +43,10 @@ from harness.slug import slug
 from harness.train import Recipe, eval_arrays, fit, predict_logits
 
 TRAIN_CODE_VERSION = "2"  # bump when a recipe would produce other weights (2: seeded init)
-# bump when what a measurement stores changes (2: paired CI, quality, floors, raw samples)
-MEASURE_VERSION = "2"
+# bump when what a measurement stores changes (2: paired CI, quality, floors, raw samples;
+# 3: the early stop of `timing.precision`, one call per round under `max_seconds`). A new
+# version re-measures stored cells once (their models stay cached); old rows stay readable.
+MEASURE_VERSION = "3"
 
 
 def digest(obj: Any) -> str:
