@@ -90,3 +90,22 @@ def test_fpgm_prunes_the_filters_nearest_the_geometric_median() -> None:
 def test_resnet_on_one_channel_input() -> None:
     m = build("resnet-20", in_channels=1)
     assert m(torch.zeros(2, 1, 32, 32)).shape == (2, 10)
+
+
+def test_round_to_keeps_a_multiple_of_it_in_every_pruned_layer() -> None:
+    from harness.methods.l1_filter import removed_count
+
+    assert [removed_count(16, 0.4), removed_count(32, 0.4), removed_count(64, 0.4)] == [6, 13, 26]
+    assert [removed_count(16, 0.4, 8), removed_count(32, 0.4, 8), removed_count(64, 0.4, 8)] \
+        == [8, 16, 24]  # keeps 8 / 16 / 40
+    assert removed_count(4, 0.9, 8) == 0  # never fewer than one multiple, never more than all
+    model = build("resnet-56")
+    method = METHODS.get("l1-filter")
+    before = {n: m.out_channels for n, m in model.named_modules()
+              if isinstance(m, torch.nn.Conv2d)}
+    out = method().apply(copy.deepcopy(model), method.Config(ratio=0.4, round_to=8), CTX).model
+    pruned = {n: m.out_channels for n, m in out.named_modules()
+              if isinstance(m, torch.nn.Conv2d) and m.out_channels != before[n]}
+    assert pruned and all(c % 8 == 0 for c in pruned.values()), pruned
+    with pytest.raises(ValueError, match="round_to must be >= 1"):
+        method.Config(ratio=0.4, round_to=0)
