@@ -2,9 +2,9 @@
 
 Runs a suite in this process through the local executor with a fresh store and cache (so
 nothing is a cache hit), timing each plan step by kind and, inside them, the training loops
-(`harness.train.fit`), the interleaved timed pairs, the accuracy passes (torch-side
-before/after fine-tuning, and on the runtime), the ONNX exports (made vs reused: one export per distinct network) and
-each INT8 toolchain call (which must run only for the targets asked).
+(`harness.train.fit`), the interleaved timed pairs, the accuracy passes (torch-side before and
+after fine-tuning, and on the runtime), the ONNX exports (made vs reused: one export per
+distinct network) and each INT8 toolchain call (which must run only for the targets asked).
 
     python -m harness.benchmarks.steps                        # fashion-mnist-resnet smoke, ORT
     python -m harness.benchmarks.steps --profile quick --target openvino-cpu
