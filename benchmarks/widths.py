@@ -29,28 +29,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
 
-    from harness.api import Artifact
+    from harness.api import Artifact, Context
     from harness.export import to_onnx
-    from harness.methods._filters import l1_norm, prunable_layers, prune_filters
-    from harness.methods.l1_filter import removed_count
     from harness.quality import measure_until_clean
-    from harness.registry import MODELS, TARGETS
+    from harness.registry import METHODS, MODELS, TARGETS
     from harness.stats import ESTIMATOR
     from harness.timing import TimingConfig
 
     torch.manual_seed(0)
     base = MODELS.get("resnet-56").build(num_classes=10, in_channels=1).eval()
-    example = torch.zeros((1, *SHAPE))
+    method = METHODS.get("l1-filter")
+    ctx = Context(train_data=None, test_data=None, num_classes=10, input_shape=SHAPE)
     target = TARGETS.get(args.target)()
     cfg = TimingConfig(iterations=400, warmup=10, rounds=16)
 
     def pruned(ratio: float, round_to: int | None) -> torch.nn.Module:
-        model = copy.deepcopy(base)
-        modules = dict(model.named_modules())
-        plan = {n: removed_count(modules[n].weight.shape[0], ratio, round_to)
-                for n in prunable_layers(model, example)}
-        prune_filters(model, plan, l1_norm, example)
-        return model.eval()
+        """What `l1-filter` makes of the network (no fine-tune: speed does not need it)."""
+        config = method.Config(ratio=ratio, round_to=round_to)
+        return method().apply(copy.deepcopy(base), config, ctx).model.eval()
 
     with tempfile.TemporaryDirectory() as tmp:
         def session(model: torch.nn.Module, name: str, batch: int) -> object:

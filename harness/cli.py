@@ -105,17 +105,18 @@ Threads = Annotated[int | None, typer.Option(help="Threads for every runtime (de
 
 
 def _executor(executor: str, ray_address: str | None, ray_artifacts: str, device: str) -> Any:
-    """The executor the options name (None: local), after checking them: bad ones are one
-    line and exit 2."""
+    """The executor the options name (None: local), after checking them and the training
+    device (Ray asks for a GPU per compute step with cuda): bad ones are one line and exit 2."""
+    from harness.executors.ray import ARTIFACTS  # the module imports ray only when it runs
+
     if device not in ("cpu", "cuda"):
         fail(f"unknown device '{device}' (choose from: cpu, cuda)")
     if executor not in ("local", "ray"):
         fail(f"unknown executor '{executor}' (choose from: local, ray)")
     if ray_address is not None and executor != "ray":
         fail("--ray-address needs --executor ray")
-    if ray_artifacts not in ("auto", "shared", "object-store"):
-        fail(f"unknown --ray-artifacts '{ray_artifacts}' (choose from: auto, shared, "
-             "object-store)")
+    if ray_artifacts not in ARTIFACTS:
+        fail(f"unknown --ray-artifacts '{ray_artifacts}' (choose from: {', '.join(ARTIFACTS)})")
     if executor != "ray":
         return None
     from harness.executors.ray import RayExecutor

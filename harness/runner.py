@@ -520,17 +520,16 @@ class Runner:
         scored = comp.scored if comp.scored is not None else module
         accs["top1_pruned"] = (comp.top1_pruned if comp.top1_pruned is not None  # one-shot
                                else self._evaluate(scored, test_ds))
-        if comp.finetune and self.profile.finetune.epochs > 0:
+        trained = comp.finetune and self.profile.finetune.epochs > 0
+        if trained:
             self.ev.stage(f"{spec.name} {run.label}: fine-tune")
             faults.checkpoint("finetune")
             finetune(module, masks=comp.masks, constraint=comp.constraint)
             module = module.cpu().eval()
             scored = module
-            accs["top1_retrained"] = self._evaluate(scored, test_ds)
-        elif comp.top1_pruned is None:  # nothing was trained: the same model, already scored
-            accs["top1_retrained"] = accs["top1_pruned"]
-        else:
-            accs["top1_retrained"] = self._evaluate(scored, test_ds)
+        # nothing trained and top1_pruned scored this very model: not evaluated again
+        accs["top1_retrained"] = (accs["top1_pruned"] if not trained and comp.top1_pruned is None
+                                  else self._evaluate(scored, test_ds))
         prepared = self._finish(module, folder, comp.artifacts, comp.info)
         self._store(spec, run, folder, prepared, accs, comp.info)
         return prepared, accs

@@ -71,6 +71,17 @@ def ort_qdq(fp32_onnx: Path, out: Path, calib: np.ndarray, per_channel: bool = T
 
 
 ACTIVATION_RANGES = ("min-max", "mean-min-max")  # NNCF: global extremes | its own default
+PRESETS = ("performance", "mixed")  # NNCF: symmetric activations | asymmetric
+
+
+def check_options(calibration: int, preset: str, ranges: str) -> None:
+    """The INT8 options int8-ptq and qat share: a ValueError naming the first bad one."""
+    if calibration < 1:
+        raise ValueError("calibration must be >= 1")
+    if preset not in PRESETS:
+        raise ValueError(f"preset must be one of: {', '.join(PRESETS)}")
+    if ranges not in ACTIVATION_RANGES:
+        raise ValueError(f"activation_ranges must be one of: {', '.join(ACTIVATION_RANGES)}")
 
 
 def nncf_openvino(fp32_onnx: Path, out_xml: Path, calib: np.ndarray,

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 from harness.api import Compressed, Context
 from harness.methods._quant import (
-    ACTIVATION_RANGES,
     calibration_array,
+    check_options,
     quantize_for_all,
     scored_int8,
 )
@@ -39,13 +39,7 @@ class Int8PTQ:
         activation_ranges: str = "min-max"
 
         def __post_init__(self) -> None:
-            if self.calibration < 1:
-                raise ValueError("calibration must be >= 1")
-            if self.preset not in ("performance", "mixed"):
-                raise ValueError("preset must be 'performance' or 'mixed'")
-            if self.activation_ranges not in ACTIVATION_RANGES:
-                raise ValueError(f"activation_ranges must be one of: "
-                                 f"{', '.join(ACTIVATION_RANGES)}")
+            check_options(self.calibration, self.preset, self.activation_ranges)
 
     def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
         calib = calibration_array(ctx, cfg.calibration)
@@ -74,11 +68,7 @@ class QAT:
         activation_ranges: str = "min-max"  # as int8-ptq's
 
         def __post_init__(self) -> None:
-            if self.calibration < 1 or self.preset not in ("performance", "mixed"):
-                raise ValueError("calibration must be >= 1, preset 'performance' or 'mixed'")
-            if self.activation_ranges not in ACTIVATION_RANGES:
-                raise ValueError(f"activation_ranges must be one of: "
-                                 f"{', '.join(ACTIVATION_RANGES)}")
+            check_options(self.calibration, self.preset, self.activation_ranges)
 
     def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
         """torch.ao's QAT modules share the model's parameters and BN buffers, so after the

@@ -204,7 +204,8 @@ def render(store: Store, suite: str, out_dir: Path, budgets: Budgets | None = No
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         suite=suite, run=run, runs=runs, images=images, columns=COLUMNS, results=results,
-        headline=headline, studies=studies, machines=machines, verdicts=[_verdict(a, short) for a in answers],
+        headline=headline, studies=studies, machines=machines,
+        verdicts=[_verdict(a, short) for a in answers],
         budgets=budgets.describe(),
         budget_source=budget_source, filters=filters, csv=CSV_NAME,
         targets=sorted({r["target"] for r in rows if r["status"] == "ok"}),

@@ -10,6 +10,7 @@ before still there from the run that finished it.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
@@ -137,7 +138,7 @@ def test_two_sweeps_sharing_a_cache_build_an_entry_once(work: tuple[Path, Path])
     args_a = [*_args(tmp, suite), *cache, "--method", "weight-level"]
     args_b = [*args_a[:args_a.index("--store")], "--store", str(tmp / "r2.db"),
               *args_a[args_a.index("--store") + 2:]]
-    env = {**__import__("os").environ, "COMPRESSMARK_FAULT": "finetune",
+    env = {**os.environ, "COMPRESSMARK_FAULT": "finetune",
            "COMPRESSMARK_FAULT_ACTION": "pause", "COMPRESSMARK_FAULT_MARKER": str(marker)}
     a = subprocess.Popen([*harness_bin(), *args_a], cwd=tmp, env=env, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
