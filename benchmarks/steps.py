@@ -8,6 +8,11 @@ distinct network) and each INT8 toolchain call (which must run only for the targ
 
     python -m harness.benchmarks.steps                        # fashion-mnist-resnet smoke, ORT
     python -m harness.benchmarks.steps --profile quick --target openvino-cpu
+    python -m harness.benchmarks.steps --profile quick --precision 0.03   # the timing trade-off
+
+`--precision` replaces the profile's early-stop target (the speedup CI half-width at which a
+timed pair may stop after `min_rounds`; 0 turns the early stop off): what the timed pairs cost
+against how precise their speedups are.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -27,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", action="append", default=None)
     ap.add_argument("--model", action="append", default=None)
     ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--precision", type=float, default=None,
+                    help="override the profile's timing.precision (0: no early stop)")
     args = ap.parse_args(argv)
 
     import dataclasses
@@ -39,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     s = suites.load(args.suite)
     if args.model:
         s = dataclasses.replace(s, models=tuple(args.model))
+    if args.precision is not None:
+        prof = s.profile(args.profile)
+        timing = dataclasses.replace(prof.timing, precision=args.precision or None,
+                                     min_rounds=prof.timing.min_rounds if args.precision else None)
+        s = dataclasses.replace(s, profiles={**s.profiles, args.profile: dataclasses.replace(
+            prof, timing=timing)})
     targets = args.target or ["onnxruntime-cpu"]
     spent: dict[str, float] = defaultdict(float)
     calls: Counter[str] = Counter()
@@ -85,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         networks = len(list((Path(tmp) / "cache" / "exports").glob("*.onnx")))
         from harness.store import Store
 
-        windows = [r["window"] for r in Store(Path(tmp) / "r.db").rows() if r.get("window")]
+        rows = Store(Path(tmp) / "r.db").rows()
+        windows = [r["window"] for r in rows if r.get("window")]
+        cis = [{"rel": (r["speedup_ci_high"] - r["speedup_ci_low"]) / 2 / r["speedup"]}
+               for r in rows if r.get("speedup") and r.get("speedup_ci_high") is not None]
+        noisy = sum(r.get("quality") == "noisy" for r in rows)
     print(f"{s.name} {args.profile} on {', '.join(targets)}: {wall:.1f} s wall")
     for name in sorted(spent):
         print(f"  {name:<22} {spent[name]:8.1f} s  {100 * spent[name] / wall:5.1f}%  "
@@ -96,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  non-training share of the sweep: {100 * (wall - train) / wall:.1f}%")
     timing = spent.get("timing (interleaved)", 0.0)
     print(f"  neither training nor the timed pairs: {100 * (wall - train - timing) / wall:.1f}%")
+    widths = [r["rel"] for r in cis]
+    if widths:
+        print(f"  speedup CI half-width over {len(widths)} rows: median +-{np.median(widths):.1%}, "
+              f"p90 +-{np.percentile(widths, 90):.1%}; {noisy} rows noisy")
     rounds = [w.get("rounds") for w in windows]
     if rounds:
         print(f"  rounds per timed pair: {dict(sorted(Counter(rounds).items()))}")

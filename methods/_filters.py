@@ -88,12 +88,15 @@ def prune_filters(
     for name, n in plan.items():
         mod = modules[name]
         n = min(int(n), mod.weight.shape[0] - 1)  # never remove a whole layer
-        groups = _channel_groups(graph.get_pruning_group(mod, _out_channels_fn(mod), idxs=[0]))
+        group = graph.get_pruning_group(mod, _out_channels_fn(mod), idxs=[0])
+        groups = _channel_groups(group)
         if groups > 1:  # the same positions in every channel group (see _channel_groups)
             per = mod.weight.shape[0] // groups
             k = min(int(round(n / groups)), per - 1)
             scores = criterion(mod.weight).reshape(groups, per).sum(0)
             idxs = [g * per + p for g in range(groups) for p in lowest(scores, k)] if k else []
+        elif n > 0 and _residual_add(group):  # one channel set written by several layers
+            idxs = lowest(criterion(group_filters(graph, group, mod)), n)
         else:
             idxs = lowest(criterion(mod.weight), n) if n > 0 else []
         if idxs:
@@ -109,6 +112,23 @@ def prune_filters(
             raise ValueError(f"cannot remove {len(idxs)} filters from {name}")
         group.prune()
     return chosen
+
+
+def group_filters(graph: Any, group: Any, root: nn.Module) -> torch.Tensor:
+    """One row per channel of a group that several layers write (the channels a residual add
+    joins): each writer's filter for that channel, flattened and laid end to end, root first.
+    The criterion then treats a channel's filters in every writer as one filter, as Li's L1
+    norm and FPGM's distances extend to a coupled group (Torch-Pruning scores such a group over
+    all its layers too): the L1 norm of the row is the sum of the writers' L1 norms."""
+    writers = [root]
+    for dep, _ in group:
+        m = dep.target.module
+        if (isinstance(m, nn.Conv2d | nn.Linear) and graph.is_out_channel_pruning_fn(dep.handler)
+                and all(m is not w for w in writers)):
+            writers.append(m)
+    width = root.weight.shape[0]
+    return torch.cat([w.weight.detach().reshape(width, -1) for w in writers
+                      if w.weight.shape[0] == width], dim=1)
 
 
 def _channel_groups(group: Any) -> int:
@@ -137,7 +157,7 @@ def _residual_add(group: Any) -> bool:
     return False
 
 
-def generic_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
+def generic_layers(model: nn.Module, example: torch.Tensor, residual: bool = False) -> list[str]:
     """The prunable layers of any conv net, from Torch-Pruning's dependency graph.
 
     Every conv/linear layer in registration order roots the group of channels coupled to its
@@ -147,10 +167,11 @@ def generic_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     1x1 expansion conv). A root is prunable unless
     - it is the last conv/linear layer or its group includes it (the classifier or head keeps
       its outputs);
-    - its group meets at a residual add (Li et al.'s choice for ResNets, kept for every net:
-      only layers whose outputs are not tied to a shortcut are pruned, so a ResNet loses each
-      block's inner width and a MobileNet each block's expanded width, while block outputs
-      keep their size);
+    - its group meets at a residual add, unless `residual` (Li et al.'s choice for ResNets,
+      the default for every net: only layers whose outputs are not tied to a shortcut are
+      pruned, so a ResNet loses each block's inner width and a MobileNet each block's expanded
+      width, while block outputs keep their size; with `residual` the channels a shortcut
+      carries are pruned too, scored over every layer that writes them: `group_filters`);
     - its group touches grouped (non-depthwise) convs whose group counts disagree, or that
       leave fewer than 2 channels per group (a grouped conv's group is pruned position-wise:
       see _channel_groups);
@@ -172,7 +193,7 @@ def generic_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
         touches_classifier = any(m is classifier for m in owners)
         covered.update(id(m) for m in owners)
         groups = _channel_groups(group)
-        if (touches_classifier or _residual_add(group) or groups == 0
+        if (touches_classifier or (not residual and _residual_add(group)) or groups == 0
                 or mod.weight.shape[0] % groups or mod.weight.shape[0] // groups < 2):
             continue
         if not graph.check_pruning_group(graph.get_pruning_group(
@@ -182,7 +203,8 @@ def generic_layers(model: nn.Module, example: torch.Tensor) -> list[str]:
     return out
 
 
-def prunable_layers(model: nn.Module, example: torch.Tensor | None = None) -> list[str]:
+def prunable_layers(model: nn.Module, example: torch.Tensor | None = None,
+                    residual: bool = False) -> list[str]:
     """What a plain ratio sweep prunes. A model may say itself (`model.prunable_layers()`, e.g.
     the torchvision detectors: the inside of each inverted-residual block, so heads and FPN keep
     their channels). CIFAR residual networks (`model.stages()`): the first conv of every block
@@ -190,7 +212,16 @@ def prunable_layers(model: nn.Module, example: torch.Tensor | None = None) -> li
     example input: `generic_layers` (Torch-Pruning's dependency graph; on a plain chain such as
     the LeNets or YOLOv2-tiny it is every conv/linear layer but the last). Without an example
     the graph cannot be traced: every conv/linear layer but the last (the classifier or
-    detection head keeps its outputs), which is only right for plain chains."""
+    detection head keeps its outputs), which is only right for plain chains. `residual` (also
+    prune the channels residual adds join) needs the graph: only for nets of the last kind."""
+    if residual:
+        if hasattr(model, "prunable_layers") or hasattr(model, "stages"):
+            raise ValueError("residual = true is for nets pruned through the dependency graph "
+                             "(torchvision and your own); this model names its own prunable "
+                             "layers (CIFAR ResNets keep Li et al.'s shortcut widths)")
+        if example is None:
+            raise ValueError("residual = true needs an example input to trace the model")
+        return generic_layers(model, example, residual=True)
     if hasattr(model, "prunable_layers"):
         return list(model.prunable_layers())
     if hasattr(model, "stages"):

@@ -35,12 +35,22 @@ class FilterConfig:
     # 10/19/38 and ran 1.03x the baseline at batch 1, 1.09x at batch 64; with round_to = 8
     # (8/16/40), 1.20x and 1.40x
     round_to: int | None = None
+    # also prune the channels residual adds join (a ResNet's block outputs, a MobileNet's
+    # projections), each scored over every layer that writes it; nets pruned through the
+    # dependency graph only (torchvision and your own). Default: Li et al.'s choice, shortcut
+    # widths kept
+    residual: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.ratio < 1.0:
             raise ValueError("ratio must be in [0, 1)")
         if self.round_to is not None and self.round_to < 1:
             raise ValueError("round_to must be >= 1")
+        if not isinstance(self.residual, bool):
+            raise ValueError(f"residual must be true or false, not {self.residual!r}")
+        if self.plan is not None and self.residual:
+            raise ValueError("residual = true prunes by ratio; Li's named plans keep shortcut "
+                             "widths")
         if self.plan is not None and self.plan not in LI_PLANS:
             raise ValueError(f"unknown plan '{self.plan}' (choose from: {', '.join(LI_PLANS)})")
 
@@ -58,7 +68,8 @@ def removed_count(filters: int, ratio: float, round_to: int | None = None) -> in
 class FilterPruning:
     """Shared apply(): plan -> criterion -> surgery."""
 
-    version: ClassVar[str] = "1"
+    # 2: a named layer whose channels a residual add joins is scored over all their writers
+    version: ClassVar[str] = "2"
     criterion: ClassVar[Criterion]
     Config = FilterConfig
 
@@ -68,11 +79,12 @@ class FilterPruning:
         if cfg.plan:
             plan = li_plan(model, cfg.plan)
         else:
-            layers = list(cfg.layers) if cfg.layers else prunable_layers(model, example)
+            layers = (list(cfg.layers) if cfg.layers
+                      else prunable_layers(model, example, cfg.residual))
             unknown = [n for n in layers if n not in modules]
             if unknown:
-                raise ValueError(f"no layer named {unknown[0]} "
-                                 f"(layers: {', '.join(prunable_layers(model, example))})")
+                raise ValueError(f"no layer named {unknown[0]} (layers: "
+                                 f"{', '.join(prunable_layers(model, example, cfg.residual))})")
             plan = {n: removed_count(modules[n].weight.shape[0], cfg.ratio, cfg.round_to)
                     for n in layers}
         removed = prune_filters(model, plan, type(self).criterion, example)

@@ -178,6 +178,68 @@ def test_coupled_layers_named_together_are_an_error() -> None:
                  layers=("features.2.conv.0.0", "features.2.conv.1.0"))
 
 
+def test_residual_prunes_the_shortcut_channels_scored_over_every_writer(tmp_path: Path) -> None:
+    """residual = true: a ResNet's stage widths (the channels its adds join) shrink too. The
+    stem's channel set is written by conv1 and layer1's two blocks' conv2; the kept channels
+    are those with the largest L1 norm summed over those three writers, computed here."""
+    model = net("resnet18")
+    inner = compress("l1-filter", model, ratio=RATIO)
+    comp = compress("l1-filter", model, ratio=RATIO, residual=True)
+    pruned = comp.model.eval()
+    stem = group_keep([model.conv1, model.layer1[0].conv2, model.layer1[1].conv2], 32)
+    for new in (pruned.conv1, pruned.layer1[0].conv2, pruned.layer1[1].conv2):
+        assert new.out_channels == 32
+    torch.testing.assert_close(pruned.conv1.weight.detach(), model.conv1.weight.detach()[stem],
+                               rtol=0, atol=0)
+    torch.testing.assert_close(pruned.bn1.running_var, model.bn1.running_var[stem])
+    # layer2's downsample conv reads the stem's channel set and writes layer2's (whose writers
+    # are its two conv2s and the downsample itself): both sliced by the summed norms
+    old = model.layer2[0]
+    l2 = group_keep([old.conv2, old.downsample[0], model.layer2[1].conv2], 64)
+    torch.testing.assert_close(pruned.layer2[0].downsample[0].weight.detach(),
+                               old.downsample[0].weight.detach()[l2][:, stem], rtol=0, atol=0)
+    # every stage loses half its width, down to the classifier's inputs
+    assert [pruned.layer1[0].conv2.out_channels, pruned.layer2[1].conv2.out_channels,
+            pruned.layer3[1].conv2.out_channels, pruned.layer4[1].conv2.out_channels] \
+        == [32, 64, 128, 256]
+    assert classifier(pruned).in_features == 256 and classifier(pruned).out_features == 10
+    macs = [model_metrics(m, SHAPE)["macs"] for m in (model, inner.model, pruned)]
+    assert macs[2] < 0.35 * macs[0] < macs[1], macs
+    seen = {t: got.shape for t, got, _ in outputs_on_cpu_targets(pruned, SHAPE, tmp_path)}
+    assert {"onnxruntime-cpu", "openvino-cpu"} <= set(seen)
+
+
+def group_keep(writers: list[nn.Module], n_keep: int) -> list[int]:
+    """The n_keep channels with the largest L1 norm summed over every layer writing them."""
+    norms = sum(w.weight.detach().abs().reshape(w.weight.shape[0], -1).sum(1) for w in writers)
+    return sorted(np.argsort(-norms.numpy(), kind="stable")[:n_keep].tolist())
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "regnet_y_400mf"])
+def test_residual_pruning_runs_on_other_shortcut_nets(name: str, tmp_path: Path) -> None:
+    shape = (3, 32, 32)
+    model = net(name, shape)
+    inner = compress("l1-filter", model, shape, ratio=RATIO)
+    comp = compress("fpgm" if name == "mobilenet_v2" else "l1-filter", model, shape,
+                    ratio=RATIO, residual=True)
+    assert len(comp.info["removed"]) > len(inner.info["removed"])
+    macs = [model_metrics(m, shape)["macs"] for m in (inner.model, comp.model)]
+    assert macs[1] < macs[0], macs
+    list(outputs_on_cpu_targets(comp.model.eval(), shape, tmp_path))
+
+
+def test_residual_is_refused_where_the_model_names_its_layers() -> None:
+    from harness.api import build_model
+    from harness.registry import MODELS
+
+    spec = MODELS.get("resnet-20")
+    model = build_model(spec, 10, (1, 32, 32))
+    with pytest.raises(ValueError, match="residual = true is for nets pruned through"):
+        compress("l1-filter", model, (1, 32, 32), ratio=RATIO, residual=True)
+    with pytest.raises(ValueError, match="Li's named plans keep shortcut"):
+        METHODS.get("l1-filter").Config(plan="56-A", residual=True)
+
+
 def calibration_ctx(shape: tuple[int, ...], work: Path) -> Context:
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(64, *shape, generator=g),
