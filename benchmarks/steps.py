@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
         rows = Store(Path(tmp) / "r.db").rows()
         windows = [r["window"] for r in rows if r.get("window")]
-        cis = [{"rel": (r["speedup_ci_high"] - r["speedup_ci_low"]) / 2 / r["speedup"]}
-               for r in rows if r.get("speedup") and r.get("speedup_ci_high") is not None]
+        widths = [(r["speedup_ci_high"] - r["speedup_ci_low"]) / 2 / r["speedup"]
+                  for r in rows if r.get("speedup") and r.get("speedup_ci_high") is not None]
         noisy = sum(r.get("quality") == "noisy" for r in rows)
     print(f"{s.name} {args.profile} on {', '.join(targets)}: {wall:.1f} s wall")
     for name in sorted(spent):
@@ -115,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  non-training share of the sweep: {100 * (wall - train) / wall:.1f}%")
     timing = spent.get("timing (interleaved)", 0.0)
     print(f"  neither training nor the timed pairs: {100 * (wall - train - timing) / wall:.1f}%")
-    widths = [r["rel"] for r in cis]
     if widths:
         print(f"  speedup CI half-width over {len(widths)} rows: median +-{np.median(widths):.1%}, "
               f"p90 +-{np.percentile(widths, 90):.1%}; {noisy} rows noisy")

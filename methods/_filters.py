@@ -78,9 +78,11 @@ def prune_filters(
 
     All layers are scored on the weights as they are before any removal (Li's "independent"
     strategy), then cut; Torch-Pruning removes the same channels from every layer coupled to
-    them (BN, the next layer's inputs, a depthwise conv and its squeeze-excite). Returns the
-    removed indices per layer. Two planned layers whose outputs are coupled (one group) are an
-    error: the second's scores would refer to channels the first already removed."""
+    them (BN, the next layer's inputs, a depthwise conv and its squeeze-excite). A layer whose
+    channels a residual add joins is scored over every layer writing them (`group_filters`),
+    since removing a channel removes it from all of them. Returns the removed indices per
+    layer. Two planned layers whose outputs are coupled (one group) are an error: the second's
+    scores would refer to channels the first already removed."""
     modules = dict(model.named_modules())
     graph = dependency_graph(model, example)
     chosen: dict[str, list[int]] = {}
