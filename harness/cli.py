@@ -557,6 +557,7 @@ def tune(
         if r.state == "COMPLETE":
             vals = ", ".join(f"{n} {v:.3g}" for n, v in zip(names, r.values or [], strict=False))
             note = " (stored before: not re-measured)" if r.reused else ""
+            note += "".join(f"; noisy on {t}: {why}" for t, why in r.noisy.items())
             console.print(f"trial {r.number}: {what}: {vals}{note}", markup=False,
                           highlight=False, soft_wrap=True)
         else:
@@ -583,6 +584,11 @@ def tune(
             console.print(f"  trial {p.trial:>3} {p.label}: {p.accuracy:.2f}%  "
                           f"{p.speedup:.2f}{ci}x", markup=False, highlight=False,
                           soft_wrap=True)
+        off = sorted({p.trial for p in ps if not p.clean})
+        if off:  # a noisy point is not a worse one: say which were never on the front
+            console.print(f"  left off as noisy, not judged worse (reasons in the report): trial"
+                          f"{'s' if len(off) > 1 else ''} {', '.join(map(str, off))}",
+                          markup=False, highlight=False, soft_wrap=True)
     for d in fronts.disagreements(pts):
         console.print("fronts disagree: " + d.describe(), markup=False, highlight=False,
                       soft_wrap=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import fcntl
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,9 @@ class TrialResult:
     values: list[float] | None = None
     error: str | None = None
     reused: bool = False  # every cell was already stored (a repeated point): nothing measured
+    # target -> why its speedup at the objective's batch is noisy: the value was still told to
+    # the sampler (it is what was measured), but fronts and recommend leave such points off
+    noisy: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -210,6 +213,16 @@ class Tuner:
             vals.append(size)
         return vals, None
 
+    def noisy(self, store: Store, run: MethodRun) -> dict[str, str]:
+        """target -> the quality reason of each stored speedup row this run's values came
+        from that is not clean."""
+        out: dict[str, str] = {}
+        for target, key in self.cell_keys(run).items():
+            row = next((r for r in store.cell(key) if r.get("batch_size") == self.o.batch), None)
+            if row is not None and row.get("quality") not in (None, "clean"):
+                out[target] = row.get("quality_reason") or str(row.get("quality"))
+        return out
+
     # ---- the loop --------------------------------------------------------------------------
 
     def run(self, executor: Any = None) -> list[TrialResult]:
@@ -269,7 +282,8 @@ class Tuner:
             result = TrialResult(trial.number, run, "FAIL", error=why)
         else:
             study.tell(trial, values)
-            result = TrialResult(trial.number, run, "COMPLETE", values, reused=reused)
+            result = TrialResult(trial.number, run, "COMPLETE", values, reused=reused,
+                                 noisy=self.noisy(store, run))
         self._record(study, store, trial.number, result)
         return result
 

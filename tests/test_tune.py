@@ -106,6 +106,21 @@ def test_disagreements_name_the_trial_and_whether_the_cis_separate() -> None:
     assert fronts.disagreements(same) == []
 
 
+def test_a_trial_names_the_targets_where_its_speedup_is_noisy() -> None:
+    from types import SimpleNamespace
+
+    from harness.tune import Tuner
+
+    rows = {"k-ort": [{"batch_size": 64, "quality": "noisy", "quality_reason": "b=64"},
+                      {"batch_size": 1, "quality": "noisy", "quality_reason": "CI +-22%"}],
+            "k-ov": [{"batch_size": 1, "quality": "clean", "quality_reason": ""}],
+            "k-old": [{"batch_size": 1}]}  # a row from before quality was stored: not flagged
+    me = SimpleNamespace(o=SimpleNamespace(batch=1), cell_keys=lambda run: {
+        "onnxruntime-cpu": "k-ort", "openvino-cpu": "k-ov", "torch-cpu": "k-old"})
+    store = SimpleNamespace(cell=lambda key: rows[key])
+    assert Tuner.noisy(me, store, None) == {"onnxruntime-cpu": "CI +-22%"}  # type: ignore[arg-type]
+
+
 # ---- the study end to end -------------------------------------------------------------------
 
 def _args(work: Path, suite: Path, trials: int) -> list[str]:
@@ -190,6 +205,27 @@ def test_tune_stores_trials_as_cells_and_resumes_after_kill_9(work: Path) -> Non
                           "AND c.status='ok' AND m.batch_size=1", (key,)).fetchone()
         assert (row[0], json.loads(row[1])) == (method, json.loads(cfg))
         assert json.loads(values) == pytest.approx([100 * row[2], row[3]])
+    # a trial whose speedup row is noisy says so on its line, and the front names it as left
+    # off (not beaten): checked against the stored quality of each trial's row
+    quality = {}
+    for number, _, _, _, keys, _ in complete:
+        (key,) = json.loads(keys).values()
+        quality[number] = con.execute(
+            "SELECT m.quality FROM measurements m JOIN cells c USING (cell_key, run_id) WHERE "
+            "c.cell_key=? AND c.status='ok' AND m.batch_size=1", (key,)).fetchone()[0]
+    said = {int(line.split(":")[0].split()[1]): line
+            for line in (out + last.stdout).splitlines() if line.startswith("trial ")
+            and " FAILED" not in line and "killed" not in line}
+    assert said, out + last.stdout
+    for number, line in said.items():
+        assert ("noisy on onnxruntime-cpu" in line) == (quality[number] != "clean"), line
+    noisy = sorted(n for n, q in quality.items() if q != "clean")
+    left = [line for line in last.stdout.splitlines() if "left off as noisy" in line]
+    if noisy:
+        assert left and left[0].split(": trial")[1].lstrip("s ").split(", ") == \
+            [str(n) for n in noisy], (left, noisy)
+    else:
+        assert not left
     configs = {(m, c) for _, _, m, c, _, _ in complete}
     # the baseline + one cell per distinct configuration: nothing else was measured
     assert len(after) == 1 + len(configs)
