@@ -59,7 +59,7 @@ grid = {{ steps = [["l1-filter:ratio=0.5", "int8-ptq"]] }}
 train = {{ epochs = 3, lr = 0.001, optimizer = "adam", batch_size = 64, milestones = [0.67] }}
 finetune = {{ epochs = 1, lr = 0.005, momentum = 0.9, batch_size = 64, train_samples = 1000 }}
 eval_samples = 500
-timing = {{ batch_sizes = [1, 32], iterations = 64, warmup = 5, rounds = 16, threads = 2, max_seconds = 2.0 }}
+timing = {{ batch_sizes = [1, 32], iterations = 208, warmup = 5, rounds = 16, threads = 2, max_seconds = 2.0 }}
 """
 
 

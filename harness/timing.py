@@ -42,10 +42,15 @@ class TimingConfig:
     # rounds and is unscored (quality.MIN_SCORED_ROUNDS), so only unscored profiles use it.
     precision: float | None = None
     min_rounds: int | None = None
+    # untimed calls at the start of every chunk: the first call of a session after the other
+    # one ran refills caches and wakes its threads, at batch 1 up to twice a warm call, more
+    # for the smaller (candidate) network; timed, it pulls every speedup toward 1 by an amount
+    # that depends on the chunk size (benchmarks/switching.py)
+    rewarm: int = 0
 
     def __post_init__(self) -> None:
-        if self.iterations < 1 or self.warmup < 0 or self.rounds < 1:
-            raise ValueError("iterations >= 1, warmup >= 0, rounds >= 1")
+        if self.iterations < 1 or self.warmup < 0 or self.rounds < 1 or self.rewarm < 0:
+            raise ValueError("iterations >= 1, warmup >= 0, rounds >= 1, rewarm >= 0")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError("max_seconds must be > 0")
         if self.min_seconds is not None and self.min_seconds < 0:
@@ -184,7 +189,8 @@ def measure_pair(
     enough: Callable[[Timing, Timing], bool] | None = None,
 ) -> tuple[Timing, Timing]:
     """Time candidate and reference interleaved: warm both, then alternate in `rounds` chunks
-    (A,B / B,A / ...). Calls per round: `iterations / rounds`, raised until each side has run
+    (A,B / B,A / ...), each chunk after `rewarm` untimed calls. Calls per round:
+    `iterations / rounds`, raised until each side has run
     `min_seconds`, lowered to fit `max_seconds` (both estimated from the warm-up's median; at
     least one call each). With `cfg.precision`, `enough(candidate, reference)` is asked after
     `min_rounds` rounds and after every second round from there (an even count, so each side
@@ -200,15 +206,17 @@ def measure_pair(
     fast_s = min(float(np.median(wa)), float(np.median(wb))) / 1e9
     if cfg.min_seconds:  # the faster side must reach it too
         per = max(per, int(np.ceil(cfg.min_seconds / cfg.rounds / max(fast_s, 1e-9))))
-    if cfg.max_seconds is not None:
+    if cfg.max_seconds is not None:  # the untimed re-warm calls count against the cap too
         pair_s = (min(wa) + min(wb)) / 1e9
-        per = max(1, min(per, int(cfg.max_seconds / cfg.rounds / pair_s)))
+        per = max(1, min(per, int(cfg.max_seconds / cfg.rounds / pair_s) - cfg.rewarm))
     n = int(x.shape[0])
     first_check = cfg.first_check if enough is not None else None
     done = 0
     for r in range(cfg.rounds):
         first, second = ((candidate, a), (reference, b)) if r % 2 == 0 else ((reference, b), (candidate, a))
+        _calls(first[0], x, cfg.rewarm, [])
         _calls(first[0], x, per, first[1])
+        _calls(second[0], x, cfg.rewarm, [])
         _calls(second[0], x, per, second[1])
         done = r + 1
         if (first_check is not None and first_check <= done < cfg.rounds and done % 2 == 0

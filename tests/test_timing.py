@@ -31,6 +31,31 @@ def test_pair_is_interleaved_in_alternating_rounds() -> None:
     assert len(ta.samples_ns) == len(tb.samples_ns) == 4
 
 
+def test_rewarm_calls_open_every_chunk_untimed() -> None:
+    """rewarm = 2: each chunk starts with two calls that are not among the samples (the
+    session's first calls after the other one ran: benchmarks/switching.py)."""
+    log: list[str] = []
+    a, b = Recorder("a", log), Recorder("b", log)
+    ta, tb = measure_pair(a, b, np.zeros((1, 3)),
+                          TimingConfig(iterations=6, warmup=1, rounds=2, rewarm=2))
+    assert log == ["a", "b"] + ["a"] * 5 + ["b"] * 5 + ["b"] * 5 + ["a"] * 5
+    assert len(ta.samples_ns) == len(tb.samples_ns) == 6 and ta.rounds == (3, 3)
+    with pytest.raises(ValueError):
+        TimingConfig(rewarm=-1)
+
+
+def test_rewarm_calls_count_against_max_seconds() -> None:
+    """A 1 ms call, 4 rounds, a 0.042 s cap: 5 calls per side per round fit, so 4 timed calls
+    follow the one re-warm call (5 without it)."""
+    for rewarm, per in ((0, 5), (1, 4)):
+        calls: list[str] = []
+        cfg = TimingConfig(iterations=1000, warmup=1, rounds=4, max_seconds=0.042, rewarm=rewarm)
+        ta, _ = measure_pair(Clock(1_000_000, calls, "a"), Clock(1_000_000, calls, "b"),
+                             np.zeros((1, 1)), cfg)
+        assert ta.rounds == (per,) * 4, (rewarm, ta.rounds)
+        assert len(calls) == 2 + 2 * 4 * (per + rewarm)
+
+
 def test_percentiles_and_throughput() -> None:
     t = Timing(batch=8, samples_ns=tuple(int(x * 1e6) for x in range(1, 101)))  # 1..100 ms
     assert t.p50_ms == pytest.approx(50.5)
