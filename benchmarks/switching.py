@@ -6,7 +6,7 @@ reference. The first call of a chunk follows the other session's calls: caches h
 network's weights and this session's threads have slept. If that call is slower, and slower
 *relative to its own warm time* for the faster network, timing it pulls the speedup toward 1,
 the more so the smaller the chunk. The truth here is the speedup measured with long chunks
-(`--truth-per` calls, where one slow call per chunk weighs little) and a re-warm call; each
+(`--truth-per` calls, where a few slow calls per chunk weigh little) and a re-warm call; each
 protocol is timed `--repeats` times, in turns, so the machine's drift hits them alike.
 
 Networks: torchvision ResNet-18 (3x64x64, 10 classes, random weights; speed does not need
@@ -15,6 +15,7 @@ second session of itself (A/A), at batch 1.
 
     python -m harness.benchmarks.switching                      # onnxruntime-cpu
     python -m harness.benchmarks.switching --target openvino-cpu
+    python -m harness.benchmarks.switching --batch 32 --truth-per 40 --repeats 2   # ~9 min
 """
 
 from __future__ import annotations
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         def session(model: torch.nn.Module, name: str) -> Any:
             path = to_onnx(model, SHAPE, Path(tmp) / f"{name}.onnx")
             knobs = {"spinning": False} if "spinning" in getattr(target, "settings", ()) else {}
-            sess = target.prepare(Artifact(path, None, SHAPE, (10,), "fp32"), args.batch, args.threads,
-                                  "fp32", **knobs)
+            art = Artifact(path, None, SHAPE, (10,), "fp32")
+            sess = target.prepare(art, args.batch, args.threads, "fp32", **knobs)
             first_call_ns(sess, x)
             return sess
 
@@ -86,9 +87,9 @@ def main(argv: list[str] | None = None) -> int:
                         for side, t in (("candidate", ct), ("reference", rt)):
                             ratios = [c[0] / np.median(c[1:]) for c in t.by_round()]
                             firsts.setdefault((name, side), []).append(float(np.median(ratios)))
-    print(f"ResNet-18 (3x64x64) on {args.target}, batch {args.batch}, {args.threads} threads: speedup "
-          f"over the unpruned network, median of {args.repeats} interleaved measurements of "
-          f"{ROUNDS} rounds (per = timed calls per chunk; rewarm = untimed calls before each)")
+    print(f"ResNet-18 (3x64x64) on {args.target}, batch {args.batch}, {args.threads} threads: "
+          f"speedup over the unpruned network, median of {args.repeats} interleaved "
+          f"measurements of {ROUNDS} rounds (per = timed calls per chunk; rewarm = untimed calls before each)")
     for name in pairs:
         truth = float(np.median(got[(name, args.truth_per, 1)]))
         print(f"  {name}: truth (per {args.truth_per}, rewarm 1) {truth:.3f}x")

@@ -42,10 +42,12 @@ class TimingConfig:
     # rounds and is unscored (quality.MIN_SCORED_ROUNDS), so only unscored profiles use it.
     precision: float | None = None
     min_rounds: int | None = None
-    # untimed calls at the start of every chunk: the first call of a session after the other
-    # one ran refills caches and wakes its threads, at batch 1 up to twice a warm call, more
-    # for the smaller (candidate) network; timed, it pulls every speedup toward 1 by an amount
-    # that depends on the chunk size (benchmarks/switching.py)
+    # untimed calls at the start of every chunk: the first calls of a session after the other
+    # one ran are slow (caches hold the other network, its threads slept), at batch 1 the
+    # first up to twice a warm call, relatively more for the faster network; timed, they pull
+    # a speedup toward 1, the more the smaller the chunk. Measured (benchmarks/switching.py,
+    # ResNet-18 b=1, true 4.14x): 1/4/13-call chunks read -28/-17/-2%; rewarm = 4 removes it.
+    # Profiles keep >= 13 calls per chunk at batch 1 instead (rewarm would change every key).
     rewarm: int = 0
 
     def __post_init__(self) -> None:
@@ -189,13 +191,12 @@ def measure_pair(
     enough: Callable[[Timing, Timing], bool] | None = None,
 ) -> tuple[Timing, Timing]:
     """Time candidate and reference interleaved: warm both, then alternate in `rounds` chunks
-    (A,B / B,A / ...), each chunk after `rewarm` untimed calls. Calls per round:
-    `iterations / rounds`, raised until each side has run
-    `min_seconds`, lowered to fit `max_seconds` (both estimated from the warm-up's median; at
-    least one call each). With `cfg.precision`, `enough(candidate, reference)` is asked after
-    `min_rounds` rounds and after every second round from there (an even count, so each side
-    went first equally often); True ends the pair there. The check runs between rounds, never
-    inside one."""
+    (A,B / B,A / ...), each chunk after `rewarm` untimed calls. Calls per round: `iterations /
+    rounds`, raised until each side has run `min_seconds`, lowered to fit `max_seconds` (both
+    estimated from the warm-up's median; at least one call each). With `cfg.precision`,
+    `enough(candidate, reference)` is asked after `min_rounds` rounds and after every second
+    round from there (an even count, so each side went first equally often); True ends the
+    pair there. The check runs between rounds, never inside one."""
     wa: list[int] = []
     wb: list[int] = []
     _calls(candidate, x, max(1, cfg.warmup), wa)
