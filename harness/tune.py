@@ -185,43 +185,39 @@ class Tuner:
     def cell_keys(self, run: MethodRun) -> dict[str, str]:
         return {t: self.runner.cell_key(self.o.model, run, t) for t in self.runner.targets}
 
-    def values(self, store: Store, run: MethodRun) -> tuple[list[float] | None, str | None]:
-        """The objective values of a run from its current stored cells, or (None, why)."""
+    def values(self, store: Store, run: MethodRun
+               ) -> tuple[list[float] | None, str | None, dict[str, str]]:
+        """The objective values of a run from its current stored cells, or (None, why); and,
+        per target, the quality reason of a speedup row among them that is not clean (its value
+        is still what the sampler is told, but fronts and recommend leave such points off)."""
         vals: list[float] = []
+        noisy: dict[str, str] = {}
         size: float | None = None
         for target, key in self.cell_keys(run).items():
             rows = store.cell(key)
             if not rows:
-                return None, f"no stored cell on {target}"
+                return None, f"no stored cell on {target}", noisy
             if rows[0]["status"] != "ok":
                 first = (rows[0].get("error") or "failed").splitlines() or ["failed"]
-                return None, f"{target}: {first[0]}"
+                return None, f"{target}: {first[0]}", noisy
             row = next((r for r in rows if r.get("batch_size") == self.o.batch), None)
             if row is None or row.get("speedup") is None:
-                return None, f"{target}: no speedup at batch {self.o.batch}"
+                return None, f"{target}: no speedup at batch {self.o.batch}", noisy
             acc = row.get("top1_target")
             if acc is None:
                 acc = row.get("top1_retrained")
             if acc is None:
-                return None, f"{target}: no accuracy"
+                return None, f"{target}: no accuracy", noisy
             vals += [100.0 * float(acc), float(row["speedup"])]
+            if row.get("quality") not in (None, "clean"):
+                noisy[target] = row.get("quality_reason") or str(row.get("quality"))
             if row.get("size_bytes") is not None:
                 size = row["size_bytes"] / 1e6 if size is None else max(size, row["size_bytes"] / 1e6)
         if self.o.size:
             if size is None:
-                return None, "no exported size"
+                return None, "no exported size", noisy
             vals.append(size)
-        return vals, None
-
-    def noisy(self, store: Store, run: MethodRun) -> dict[str, str]:
-        """target -> the quality reason of each stored speedup row this run's values came
-        from that is not clean."""
-        out: dict[str, str] = {}
-        for target, key in self.cell_keys(run).items():
-            row = next((r for r in store.cell(key) if r.get("batch_size") == self.o.batch), None)
-            if row is not None and row.get("quality") not in (None, "clean"):
-                out[target] = row.get("quality_reason") or str(row.get("quality"))
-        return out
+        return vals, None, noisy
 
     # ---- the loop --------------------------------------------------------------------------
 
@@ -270,7 +266,7 @@ class Tuner:
             run = self.suggest(trial)
             reused = all(store.finished(k) for k in self.cell_keys(run).values())
             sweep([run])
-            values, why = self.values(store, run)
+            values, why, noisy = self.values(store, run)
         except Exception as exc:  # the study goes on; the trial says why
             study.tell(trial, state=_fail())
             result = TrialResult(trial.number, run, "FAIL", error=f"{type(exc).__name__}: {exc}")
@@ -283,7 +279,7 @@ class Tuner:
         else:
             study.tell(trial, values)
             result = TrialResult(trial.number, run, "COMPLETE", values, reused=reused,
-                                 noisy=self.noisy(store, run))
+                                 noisy=noisy)
         self._record(study, store, trial.number, result)
         return result
 

@@ -111,14 +111,17 @@ def test_a_trial_names_the_targets_where_its_speedup_is_noisy() -> None:
 
     from harness.tune import Tuner
 
-    rows = {"k-ort": [{"batch_size": 64, "quality": "noisy", "quality_reason": "b=64"},
-                      {"batch_size": 1, "quality": "noisy", "quality_reason": "CI +-22%"}],
-            "k-ov": [{"batch_size": 1, "quality": "clean", "quality_reason": ""}],
-            "k-old": [{"batch_size": 1}]}  # a row from before quality was stored: not flagged
-    me = SimpleNamespace(o=SimpleNamespace(batch=1), cell_keys=lambda run: {
+    ok = {"status": "ok", "speedup": 2.0, "top1_target": 0.9}
+    rows = {"k-ort": [{**ok, "batch_size": 64, "quality": "noisy", "quality_reason": "b=64"},
+                      {**ok, "batch_size": 1, "quality": "noisy", "quality_reason": "CI +-22%"}],
+            "k-ov": [{**ok, "batch_size": 1, "quality": "clean", "quality_reason": ""}],
+            "k-old": [{**ok, "batch_size": 1}]}  # a row from before quality was stored
+    me = SimpleNamespace(o=SimpleNamespace(batch=1, size=False), cell_keys=lambda run: {
         "onnxruntime-cpu": "k-ort", "openvino-cpu": "k-ov", "torch-cpu": "k-old"})
     store = SimpleNamespace(cell=lambda key: rows[key])
-    assert Tuner.noisy(me, store, None) == {"onnxruntime-cpu": "CI +-22%"}  # type: ignore[arg-type]
+    values, why, noisy = Tuner.values(me, store, None)  # type: ignore[arg-type]
+    assert values == [90.0, 2.0] * 3 and why is None
+    assert noisy == {"onnxruntime-cpu": "CI +-22%"}
 
 
 # ---- the study end to end -------------------------------------------------------------------
