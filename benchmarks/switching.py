@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torchvision
 
-    from harness.api import Artifact, Context
-    from harness.export import to_onnx
+    from harness.api import Context
+    from harness.benchmarks._sessions import fp32_session
     from harness.registry import METHODS, TARGETS
     from harness.stats import speedup
     from harness.timing import TimingConfig, first_call_ns, measure_pair
@@ -63,10 +63,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         def session(model: torch.nn.Module, name: str) -> Any:
-            path = to_onnx(model, SHAPE, Path(tmp) / f"{name}.onnx")
-            knobs = {"spinning": False} if "spinning" in getattr(target, "settings", ()) else {}
-            art = Artifact(path, None, SHAPE, (10,), "fp32")
-            sess = target.prepare(art, args.batch, args.threads, "fp32", **knobs)
+            sess = fp32_session(target, model, SHAPE, Path(tmp) / f"{name}.onnx", args.batch,
+                                args.threads)
             first_call_ns(sess, x)
             return sess
 

@@ -29,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
 
-    from harness.api import Artifact, Context
-    from harness.export import to_onnx
+    from harness.api import Context
+    from harness.benchmarks._sessions import fp32_session
     from harness.quality import measure_until_clean
     from harness.registry import METHODS, MODELS, TARGETS
     from harness.stats import ESTIMATOR
@@ -50,10 +50,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         def session(model: torch.nn.Module, name: str, batch: int) -> object:
-            path = to_onnx(model, SHAPE, Path(tmp) / f"{name}.onnx")
-            art = Artifact(path, None, SHAPE, (10,), "fp32")
-            knobs = {"spinning": False} if "spinning" in getattr(target, "settings", ()) else {}
-            return target.prepare(art, batch, args.threads, "fp32", **knobs)
+            return fp32_session(target, model, SHAPE, Path(tmp) / f"{name}.onnx", batch,
+                                args.threads)
 
         print(f"ResNet-56 (1x32x32) on {args.target}, {args.threads} threads: speedup over the "
               f"unpruned network [95% CI], 16 interleaved rounds")
