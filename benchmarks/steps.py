@@ -12,7 +12,8 @@ distinct network) and each INT8 toolchain call (which must run only for the targ
 
 `--precision` replaces the profile's early-stop target (the speedup CI half-width at which a
 timed pair may stop after `min_rounds`; 0 turns the early stop off): what the timed pairs cost
-against how precise their speedups are.
+against how precise their speedups are. `--keep DIR` keeps the store (`DIR/r.db`) and cache
+for a look at the rows and raw samples afterwards (DIR must not exist).
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--precision", type=float, default=None,
                     help="override the profile's timing.precision (0: no early stop)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep the store and cache in this new folder instead of a temporary one")
     args = ap.parse_args(argv)
+    if args.keep is not None and args.keep.exists():
+        ap.error(f"--keep {args.keep}: already exists (give a new folder)")
 
     import dataclasses
 
@@ -89,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
                 yield result
                 t0 = time.perf_counter()
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(args.keep) if args.keep is not None else scratch
         opts = RunOptions(suite=s, profile=args.profile, targets=targets,
                           store=Path(tmp) / "r.db", cache_dir=Path(tmp) / "cache",
                           data_dir=args.data_dir)
