@@ -11,11 +11,13 @@ protocol is timed `--repeats` times, in turns, so the machine's drift hits them 
 
 Networks: torchvision ResNet-18 (3x64x64, 10 classes, random weights; speed does not need
 training) against itself pruned by `l1-filter` ratio 0.5 with `residual = true`, and against a
-second session of itself (A/A), at batch 1.
+second session of itself (A/A), at batch 1. `--model lenet-5` (1x28x28, calls of tens of
+microseconds) or any registry model with its input shape does the same for a small network.
 
     python -m harness.benchmarks.switching                      # onnxruntime-cpu
     python -m harness.benchmarks.switching --target openvino-cpu
     python -m harness.benchmarks.switching --batch 32 --truth-per 40 --repeats 2   # ~9 min
+    python -m harness.benchmarks.switching --model lenet-5 --shape 1 28 28
 """
 
 from __future__ import annotations
@@ -40,30 +42,41 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--truth-per", type=int, default=200)
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--model", default="torchvision:resnet18",
+                    help="torchvision:resnet18 or a registry model (give --shape with it)")
+    ap.add_argument("--shape", type=int, nargs="+", default=list(SHAPE))
     args = ap.parse_args(argv)
+    shape = tuple(args.shape)
 
     import torchvision
 
     from harness.api import Context
     from harness.benchmarks._sessions import fp32_session
-    from harness.registry import METHODS, TARGETS
+    from harness.registry import METHODS, MODELS, TARGETS
     from harness.stats import speedup
     from harness.timing import TimingConfig, first_call_ns, measure_pair
 
     torch.manual_seed(0)
-    base = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+    if args.model == "torchvision:resnet18":
+        base = torchvision.models.resnet18(weights=None, num_classes=10).eval()
+        config = {"ratio": 0.5, "residual": True}
+    else:
+        import harness.benchmarks.models  # noqa: F401 - registers the models
+        from harness.api import build_model
+
+        base = build_model(MODELS.get(args.model), 10, shape, None).eval()
+        config = {"ratio": 0.5}
     method = METHODS.get("l1-filter")
-    ctx = Context(train_data=None, test_data=None, num_classes=10, input_shape=SHAPE)
-    small = method().apply(copy.deepcopy(base), method.Config(ratio=0.5, residual=True),
-                           ctx).model.eval()
+    ctx = Context(train_data=None, test_data=None, num_classes=10, input_shape=shape)
+    small = method().apply(copy.deepcopy(base), method.Config(**config), ctx).model.eval()
     target = TARGETS.get(args.target)()
-    x = np.random.default_rng(0).standard_normal((args.batch, *SHAPE)).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal((args.batch, *shape)).astype(np.float32)
     protocols = [(per, rewarm) for per in (1, 4, 13) for rewarm in (0, 1, 4)]
     protocols.append((args.truth_per, 1))
 
     with tempfile.TemporaryDirectory() as tmp:
         def session(model: torch.nn.Module, name: str) -> Any:
-            sess = fp32_session(target, model, SHAPE, Path(tmp) / f"{name}.onnx", args.batch,
+            sess = fp32_session(target, model, shape, Path(tmp) / f"{name}.onnx", args.batch,
                                 args.threads)
             first_call_ns(sess, x)
             return sess
@@ -85,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                         for side, t in (("candidate", ct), ("reference", rt)):
                             ratios = [c[0] / np.median(c[1:]) for c in t.by_round()]
                             firsts.setdefault((name, side), []).append(float(np.median(ratios)))
-    print(f"ResNet-18 (3x64x64) on {args.target}, batch {args.batch}, {args.threads} threads: "
+    print(f"{args.model} ({'x'.join(map(str, shape))}) on {args.target}, batch {args.batch}, {args.threads} threads: "
           f"speedup over the unpruned network, median of {args.repeats} interleaved "
           f"measurements of {ROUNDS} rounds (per = timed calls per chunk; rewarm = untimed calls before each)")
     for name in pairs:

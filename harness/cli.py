@@ -551,6 +551,10 @@ def tune(
     if not runner.targets:
         fail("no usable target: " + "; ".join(f"{k}: {v}" for k, v in runner.skipped.items()))
     names = [n for n, _ in objectives(runner.targets, batch, size)]
+    short = runner.profile.timing.short_chunks()  # the runner's own log is quiet under tune
+    if short:
+        err.print(f"timing of profile {runner.o.profile}: {short}", markup=False,
+                  highlight=False, soft_wrap=True)
 
     def said(r) -> None:  # type: ignore[no-untyped-def]
         what = fronts.trial_label(r.run.method, r.run.config) if r.run else "?"

@@ -246,7 +246,7 @@ class Runner:
         t = TARGETS.get(target)()
         return digest({"suite": self.o.suite.name, "compressed": self.compressed_key(model, run),
                        "target": target, "versions": t.versions(),
-                       "timing": self.profile.timing, "threads": self.threads,
+                       "timing": self.profile.timing.key(), "threads": self.threads,
                        "eval_samples": self.profile.eval_samples, "cpu": self.machine["cpu"],
                        "harness": __version__, "measure": MEASURE_VERSION,
                        "estimator": self.estimator})
@@ -291,6 +291,9 @@ class Runner:
                         harness_version=__version__, git_commit=sysinfo.git_commit(),
                         command=self.o.command, machine=self.machine, versions=self.versions,
                         settings=settings)
+        short = self.profile.timing.short_chunks()
+        if short:
+            self.ev.log(f"timing of profile {self.o.profile}: {short}")
         try:
             yield functools.partial(self._sweep, store, executor)
         finally:

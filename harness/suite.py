@@ -13,7 +13,7 @@ import importlib.metadata
 import importlib.resources
 import itertools
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ SUITE_KEYS = {"name", "description", "dataset", "dataset_options", "models", "mo
               "methods", "profiles", "targets", "seed", "budgets"}
 PROFILE_KEYS = {"train", "finetune", "eval_samples", "timing"}
 TIMING_KEYS = {"batch_sizes", "iterations", "warmup", "rounds", "threads", "max_seconds",
-               "min_seconds", "spinning", "precision", "min_rounds"}
+               "min_seconds", "spinning", "precision", "min_rounds", "rewarm"}
 METHOD_KEYS = {"name", "grid", "config", "models", "search"}
 
 
@@ -51,6 +51,9 @@ class Timing:
     # (unscored profiles only: see timing.TimingConfig)
     precision: float | None = None
     min_rounds: int | None = None
+    # untimed calls opening each interleaved chunk: chunks of few short calls understate a
+    # speedup (the first calls after a switch are slow; README "Switching bias"). 0 = none.
+    rewarm: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.spinning, bool):
@@ -58,7 +61,33 @@ class Timing:
 
     def config(self) -> TimingConfig:
         return TimingConfig(self.iterations, self.warmup, self.rounds, self.max_seconds,
-                            self.min_seconds, self.precision, self.min_rounds)
+                            self.min_seconds, self.precision, self.min_rounds, self.rewarm)
+
+    def key(self) -> str:
+        """This timing as cell keys hold it: the dataclass's repr, where `rewarm` (added
+        later) appears only when set, so the keys of results stored before it stay valid."""
+        shown = [f for f in fields(self) if f.name != "rewarm" or self.rewarm]
+        return (f"{type(self).__qualname__}("
+                + ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in shown) + ")")
+
+    def short_chunks(self) -> str | None:
+        """Why this timing's chunks are too short to trust at small batches, or None.
+
+        Measured (`python -m harness.benchmarks.switching`, ORT, batch 1): chunks of 1 / 4
+        timed calls read ResNet-18's 4.14x as -28% / -17% and LeNet-5's 2.47x as -12% / -5%;
+        13 calls were within 2%, as was any chunk with 4 untimed calls before it. At batch 32
+        even 1-call chunks were within 2%."""
+        per = -(-self.iterations // self.rounds)
+        if self.rewarm or per >= SAFE_CHUNK or min(self.batch_sizes) >= 32:
+            return None
+        return (f"{per} timed call{'s' if per > 1 else ''} per chunk (iterations "
+                f"{self.iterations} / rounds {self.rounds}) understate speedups at small "
+                f"batches by up to 5-28% (README \"Switching bias\"); give iterations >= "
+                f"{SAFE_CHUNK * self.rounds} or rewarm = 4")
+
+
+# timed calls per interleaved chunk from which the switching bias stayed within 2% (above)
+SAFE_CHUNK = 13
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,10 @@ def test_force_rebuilds_a_baseline_that_verifies(fresh: Filled) -> None:
     all_ok(rows, 2 * len(TARGETS))
     assert "lenet-5: training baseline" in stages
     assert not any("cached" in line for line in logs)
+    # the suite times 3 calls per chunk at batch 1: said once, before anything ran
+    assert logs[0].startswith("timing of profile smoke: 3 timed calls per chunk (iterations 6 "
+                              "/ rounds 2) understate speedups"), logs
+    assert sum(line.startswith("timing of profile") for line in logs) == 1
     # weight-level only: the baseline row measures the baseline entry itself
     assert sum(s.endswith(": compress") for s in stages) == 1
     assert not (base / "sentinel").exists()

@@ -450,6 +450,10 @@ TEXT_ERRORS = {
                                  "in (0, 1)"),
     "min_rounds above rounds": (("threads = 1", "threads = 1, precision = 0.02, min_rounds = 3"),
                                 ".timing: min_rounds must be between 2 and rounds"),
+    "rewarm negative": (("threads = 1", "threads = 1, rewarm = -1"),
+                        ".timing: iterations >= 1, warmup >= 0, rounds >= 1, rewarm >= 0"),
+    "rewarm a float": (("threads = 1", "threads = 1, rewarm = 2.5"),
+                       ".timing: 'rewarm' must be an integer, not 2.5"),
     "timing a number": (("timing = { batch_sizes = [1, 8], iterations = 6, warmup = 1, "
                          "rounds = 2, threads = 1 }", "timing = 3"),
                         "[profiles.smoke].timing must be a table, not 3 (an integer)"),

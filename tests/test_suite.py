@@ -62,3 +62,35 @@ def test_unknown_profile_and_suite(tmp_path: Path) -> None:
         s.profile("quick")
     with pytest.raises(UsageError, match="unknown suite 'nope' \\(choose from: .*fashion-mnist-lenet"):
         suite.load("nope")
+
+
+def test_timing_keys_stay_what_they_were_before_rewarm(tmp_path: Path) -> None:
+    """Cell keys hold the profile's timing as text; `rewarm` joined the table later and must
+    not change the key of any result stored before it (every row would be re-measured)."""
+    import dataclasses
+
+    before = dataclasses.make_dataclass("Timing", [
+        (f.name, f.type, f) for f in dataclasses.fields(suite.Timing) if f.name != "rewarm"])
+    for name in suite.builtin_suites():
+        for profile in suite.load(name).profiles.values():
+            t = profile.timing
+            old = before(**{k: v for k, v in dataclasses.asdict(t).items() if k != "rewarm"})
+            assert t.key() == repr(old)
+            assert t.config().rewarm == 0
+    path = tiny_suite(tmp_path)
+    path.write_text(path.read_text().replace("threads = 1", "threads = 1, rewarm = 4", 1))
+    t = suite.load(str(path)).profile("smoke").timing
+    assert t.rewarm == 4 and t.config().rewarm == 4 and "rewarm=4" in t.key()
+
+
+def test_short_chunks_are_named_where_they_bias_a_speedup() -> None:
+    import dataclasses
+
+    smoke = suite.load("fashion-mnist-resnet").profile("smoke").timing  # 8 calls / 4 rounds
+    why = smoke.short_chunks()
+    assert why is not None and "2 timed calls per chunk" in why and "iterations >= 52" in why
+    assert suite.load("fashion-mnist-resnet").profile("quick").timing.short_chunks() is None
+    assert dataclasses.replace(smoke, rewarm=4).short_chunks() is None  # re-warmed chunks
+    assert dataclasses.replace(smoke, batch_sizes=(32, 64)).short_chunks() is None  # long calls
+    assert dataclasses.replace(smoke, iterations=52).short_chunks() is None  # 13 per chunk
+    assert dataclasses.replace(smoke, iterations=48).short_chunks() is not None  # 12
