@@ -551,10 +551,6 @@ def tune(
     if not runner.targets:
         fail("no usable target: " + "; ".join(f"{k}: {v}" for k, v in runner.skipped.items()))
     names = [n for n, _ in objectives(runner.targets, batch, size)]
-    short = runner.profile.timing.short_chunks()  # the runner's own log is quiet under tune
-    if short:
-        err.print(f"timing of profile {runner.o.profile}: {short}", markup=False,
-                  highlight=False, soft_wrap=True)
 
     def said(r) -> None:  # type: ignore[no-untyped-def]
         what = fronts.trial_label(r.run.method, r.run.config) if r.run else "?"
@@ -576,6 +572,10 @@ def tune(
     Store(store).close()  # a store that cannot be written is one line now, not after training
     console.print(f"study {tuner.name} in {journal_path(store)}: {trials} trials, objectives: "
                   f"{'; '.join(names)}", markup=False, highlight=False, soft_wrap=True)
+    short = runner.profile.timing.short_chunks()  # the runner's own log is quiet under tune
+    if short:  # once the input is known good: bad input stays one line
+        err.print(f"timing of profile {runner.o.profile}: {short}", markup=False,
+                  highlight=False, soft_wrap=True)
     results = tuner.run(ex)
     st = Store(store, readonly=True)
     pts = fronts.points(st, s.name).get(tuner.name, [])
