@@ -299,6 +299,11 @@ def plan(
         fw = ", ".join(f"b={b} {1e3 * t:.2f} ms" for b, t in c.forward_s.items())
         console.print(f"  measured {m}: train step {1e3 * c.train_step_s:.1f} ms, forward {fw},"
                       f" export {c.export_s:.1f} s", markup=False, highlight=False)
+        for t in runner.targets:
+            rt = c.runtime_s.get(t)
+            said = (", ".join(f"b={b} {1e3 * v:.2f} ms" for b, v in rt.items()) if rt
+                    else "not timed (torch's forward stands in)")
+            console.print(f"    calls on {t}: {said}", markup=False, highlight=False)
     if steps:
         for st in p.steps:
             console.print(f"  {st.label:<60} {'cached' if st.cached else '':<7} "

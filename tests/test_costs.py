@@ -1,0 +1,93 @@
+"""`harness plan`'s estimates: the makespan and critical path of a plan on N workers plus
+timing nodes, measure steps costed by calls on their own runtime, and the command itself."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli, tiny_suite
+from harness import costs
+from harness import suite as suites
+from harness.plan import Plan, Step
+from harness.runner import RunOptions, Runner
+from harness.suite import MethodRun
+
+
+def _plan() -> tuple[Plan, dict[str, float]]:
+    """One baseline (10 s), three compressions (5 s each) after it, and a measurement (1 s)
+    of each compression after it."""
+    steps = [Step("baseline", "m", "b", MethodRun("baseline"))]
+    secs = {"b": 10.0}
+    for i in range(3):
+        run = MethodRun("l1-filter", {"ratio": i / 10})
+        steps.append(Step("compress", "m", f"c{i}", run, needs=("b",)))
+        steps.append(Step("measure", "m", f"t{i}", run, "onnxruntime-cpu", needs=("b", f"c{i}")))
+        secs[f"c{i}"], secs[f"t{i}"] = 5.0, 1.0
+    return Plan(tuple(steps), (), {s.key: s for s in steps}), secs
+
+
+def test_makespan_and_critical_path_of_a_known_plan() -> None:
+    plan, secs = _plan()
+    # one worker: 10 + 3 x 5 of compute; the last measurement waits for the last compression
+    assert costs.makespan(plan, secs, 1) == pytest.approx(26.0)
+    # four workers: the compressions run together (15 s), then the one timing node takes the
+    # three measurements in turn: 18 s, past the critical path of 16 s
+    assert costs.makespan(plan, secs, 4) == pytest.approx(18.0)
+    assert costs.critical_path(plan, secs) == pytest.approx(16.0)
+    # a second timing node takes two measurements at once
+    assert costs.makespan(plan, secs, 4, timing_nodes=2) == pytest.approx(17.0)
+    # GPU workers: compute 5x faster (2 s + 1 s), measurements unchanged (they time CPU runtimes)
+    assert costs.makespan(plan, secs, 4, train_speedup=5.0) == pytest.approx(6.0)
+    assert costs.critical_path(plan, secs, 5.0) == pytest.approx(4.0)
+
+
+@pytest.fixture()
+def runner(tmp_path: Path) -> Runner:
+    s = suites.load(str(tiny_suite(tmp_path, models='["lenet-5"]')))
+    return Runner(RunOptions(suite=s, profile="smoke", targets=["onnxruntime-cpu"],
+                             store=tmp_path / "r.db", cache_dir=tmp_path / "cache"))
+
+
+def test_a_measure_step_is_costed_by_calls_on_its_own_runtime(runner: Runner) -> None:
+    run = MethodRun("l1-filter", {"ratio": 0.5})
+    on_ort = Step("measure", "lenet-5", "k1", run, "onnxruntime-cpu")
+    on_ov = Step("measure", "lenet-5", "k2", run, "openvino-cpu")
+    base = Step("baseline", "lenet-5", "b", MethodRun("baseline"))
+    torch_calls, ort_calls = {1: 0.01, 8: 0.05}, {1: 0.002, 8: 0.01}
+    c = costs.ModelCosts(0.1, torch_calls, 0.2, {"onnxruntime-cpu": ort_calls})
+    as_if_torch_were_ort = costs.ModelCosts(0.1, ort_calls, 0.2)
+    est = costs.step_seconds(runner, on_ort, {"lenet-5": c})
+    assert est == pytest.approx(costs.step_seconds(runner, on_ort,
+                                                   {"lenet-5": as_if_torch_were_ort}))
+    # a target that could not be timed: torch's call stands in
+    assert costs.step_seconds(runner, on_ov, {"lenet-5": c}) == pytest.approx(
+        costs.step_seconds(runner, on_ov, {"lenet-5": costs.ModelCosts(0.1, torch_calls, 0.2)}))
+    assert costs.step_seconds(runner, on_ov, {"lenet-5": c}) > est
+    # training steps and their torch-side accuracy passes do not use the runtime's calls
+    assert costs.step_seconds(runner, base, {"lenet-5": c}) == pytest.approx(
+        costs.step_seconds(runner, base, {"lenet-5": costs.ModelCosts(0.1, torch_calls, 0.2)}))
+
+
+def test_measure_model_times_the_exported_network_on_the_runs_targets(runner: Runner) -> None:
+    c = costs.measure_model(runner, "lenet-5")
+    assert set(c.runtime_s) == {"onnxruntime-cpu"}
+    assert set(c.runtime_s["onnxruntime-cpu"]) == {1, 8}
+    assert all(0 < v < 1.0 for v in c.runtime_s["onnxruntime-cpu"].values())
+    assert c.call_s("onnxruntime-cpu", 8) == c.runtime_s["onnxruntime-cpu"][8]
+    assert c.call_s("openvino-cpu", 8) == c.forward_s[8]
+
+
+@pytest.mark.slow
+def test_harness_plan_prints_steps_costs_and_makespans(tmp_path: Path) -> None:
+    suite = tiny_suite(tmp_path, models='["lenet-5"]')
+    r = run_cli("plan", "--suite", str(suite), "--profile", "smoke", "--store",
+                str(tmp_path / "r.db"), "--workers", "1", "--workers", "4")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = " ".join(r.stdout.split())  # rich wraps long lines
+    assert "tiny (smoke): 6 steps to run, 0 cells already stored" in out
+    assert "baseline 1 steps (0 cached)" in out and "compress 2 steps (0 cached)" in out
+    assert "measure 3 steps (0 cached)" in out
+    assert "calls on onnxruntime-cpu: b=1" in out and "critical path:" in out
+    assert "1 workers + 1 timing node(s):" in out and "4 workers + 1 timing node(s):" in out
