@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                         for side, t in (("candidate", ct), ("reference", rt)):
                             ratios = [c[0] / np.median(c[1:]) for c in t.by_round()]
                             firsts.setdefault((name, side), []).append(float(np.median(ratios)))
-    print(f"{args.model} ({'x'.join(map(str, shape))}) on {args.target}, batch {args.batch}, {args.threads} threads: "
+    print(f"{args.model} ({'x'.join(map(str, shape))}) on {args.target}, batch {args.batch}, "
+          f"{args.threads} threads: "
           f"speedup over the unpruned network, median of {args.repeats} interleaved "
           f"measurements of {ROUNDS} rounds (per = timed calls per chunk; rewarm = untimed calls before each)")
     for name in pairs:

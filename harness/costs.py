@@ -6,10 +6,11 @@ at each timed batch size, and one ONNX export. A step's estimate multiplies thos
 suite's profile asks for (epochs x steps per epoch, evaluation batches, timing calls on both
 interleaved sessions). A measure step's calls are timed on its target itself (the exported
 network opened as the runner opens it), where that target is installed: torch eager stands in
-only where it is not (it overstated ORT's ResNet-56 calls 2-3x). The makespan of N CPU workers plus the timing nodes is simulated with
-list scheduling over the plan's dependencies (longest remaining path first), which also shows
-the critical path: a model's baseline must finish before anything of that model can start, so
-past a few workers per model more workers stop helping. GPU workers are an assumption, stated
+only where it is not (it overstated ORT's ResNet-56 calls 1.4x at batch 64, 3-4x at batch 1).
+The makespan of N CPU workers plus the timing nodes is simulated with list scheduling over the
+plan's dependencies (longest remaining path first), which also shows the critical path: a
+model's baseline must finish before anything of that model can start, so past a few workers
+per model more workers stop helping. GPU workers are an assumption, stated
 with the figure: training steps `gpu_speedup` times faster, measure steps unchanged (they time
 the CPU runtimes).
 """
