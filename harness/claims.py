@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from harness.stats import overlaps
+from harness.timing import SAFE_CHUNK, SHORT_CALL_MS
 
 NO_CHANGE = "no measurable speedup"
 
@@ -74,7 +75,8 @@ def fmt_speedup(row: dict[str, Any], unit: bool = True) -> str:
 
 
 def note(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]) -> str:
-    """The words shown beside a speedup: the claim, and why when noisy or unscored."""
+    """The words shown beside a speedup: the claim, why when noisy, and a caveat when it was
+    timed in chunks too short to trust."""
     c = claim(row, bands)
     parts = []
     if c == "noisy":
@@ -83,4 +85,24 @@ def note(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]])
         parts.append(f"A/A, noisy: {row.get('quality_reason')}")
     elif c:
         parts.append(c)
+    if c != "A/A" and short_chunks(row):
+        parts.append(short_chunks(row))
     return "; ".join(parts)
+
+
+def short_chunks(row: dict[str, Any]) -> str:
+    """A caveat for a speedup timed in interleaved chunks of fewer than SAFE_CHUNK calls, each
+    shorter than SHORT_CALL_MS, without untimed calls opening the chunks: the first calls after
+    a switch are slow, and such chunks read a speedup low (README "Switching bias"). "" when
+    none applies or the row does not say (rows from before the window was stored). A stored
+    row carries what it needs: its calls, its rounds and both sides' median calls."""
+    w = row.get("window") or {}
+    rounds, calls = w.get("rounds"), row.get("iterations")
+    medians = [m for m in (row.get("latency_p50_ms"), row.get("ref_latency_p50_ms"))
+               if m is not None]
+    if not rounds or not calls or not medians or w.get("rewarm"):
+        return ""
+    per, fast = int(calls) // int(rounds), min(medians)
+    if per >= SAFE_CHUNK or fast >= SHORT_CALL_MS:
+        return ""
+    return f"chunks of {per} call{'s' if per > 1 else ''} of {fast:.2g} ms: may read low"

@@ -741,6 +741,7 @@ class Runner:
                          "first_call_ms": sig3(first[b] / 1e6) if b in first else None,
                          "window": {**window.as_dict(), "attempts": attempts,
                                     "rounds": len(ct.rounds),
+                                    **({"rewarm": timing.rewarm} if timing.rewarm else {}),
                                     "cv_candidate": round(stats.cv(ct.samples_ns), 4),
                                     "cv_reference": round(stats.cv(rt.samples_ns), 4)},
                          "attempts": attempts})

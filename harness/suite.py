@@ -22,7 +22,7 @@ from harness.errors import UsageError, unknown
 from harness.recommend import Budgets
 from harness.registry import DATASETS, METHODS, MODELS
 from harness.search import Space
-from harness.timing import TimingConfig
+from harness.timing import SAFE_CHUNK, TimingConfig
 from harness.train import Recipe
 from harness.typecheck import check, check_fields, hints, kind, show, table
 
@@ -85,9 +85,6 @@ class Timing:
                 f"batches by up to 5-28% (README \"Switching bias\"); give iterations >= "
                 f"{SAFE_CHUNK * self.rounds} or rewarm = 4")
 
-
-# timed calls per interleaved chunk from which the switching bias stayed within 2% (above)
-SAFE_CHUNK = 13
 
 
 @dataclass(frozen=True)

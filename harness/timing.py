@@ -23,6 +23,14 @@ from typing import Any
 import numpy as np
 
 
+# timed calls per interleaved chunk from which the switching bias (TimingConfig.rewarm) stayed
+# within 2% on every network measured; fewer read a speedup low when calls are short
+SAFE_CHUNK = 13
+# a call this long or longer showed no switching bias at any chunk size (Faster R-CNN at batch
+# 1 and ResNet-18 at batch 32, calls of tens of ms; biased: 1-3 ms and 40 us calls)
+SHORT_CALL_MS = 10.0
+
+
 @dataclass(frozen=True)
 class TimingConfig:
     iterations: int = 1024  # MLMark: >= 1024 for a scored run

@@ -175,6 +175,31 @@ def test_claims_against_the_aa_band() -> None:
     assert claim({**rows[1], "speedup_ci_low": None}, bands) == "no CI"
 
 
+def test_a_speedup_timed_in_short_chunks_of_short_calls_says_it_may_read_low() -> None:
+    from harness.claims import note
+
+    base = _row("baseline", 1.0, 0.93, 1.08, iterations=64, window={"rounds": 16},
+                latency_p50_ms=2.0, ref_latency_p50_ms=2.1)
+    fast = _row("b", 1.4, 1.3, 1.5, iterations=64, window={"rounds": 16},
+                latency_p50_ms=1.2, ref_latency_p50_ms=2.0)  # 4 calls per chunk
+    bands = aa_bands([base, fast])
+    assert note(fast, bands) == "faster; chunks of 4 calls of 1.2 ms: may read low"
+    assert note(base, bands) == "A/A"  # both sides alike: an A/A pair is not biased by it
+    assert note({**fast, "quality": "noisy", "quality_reason": "busy"}, bands) == (
+        "noisy: busy; chunks of 4 calls of 1.2 ms: may read low")
+    # no caveat: 13 calls per chunk, calls of 10 ms or more, re-warmed chunks, or a row that
+    # does not say (stored before windows were)
+    for ok in ({"iterations": 208}, {"latency_p50_ms": 12.0, "ref_latency_p50_ms": 20.0},
+               {"window": {"rounds": 16, "rewarm": 4}}, {"window": None},
+               {"latency_p50_ms": None, "ref_latency_p50_ms": None}):
+        assert note({**fast, **ok}, bands) == "faster", ok
+    # 1 call per round at batch 64 under max_seconds: long calls, no caveat; short ones, one
+    assert note({**fast, "iterations": 16, "latency_p50_ms": 40.0,
+                 "ref_latency_p50_ms": 75.0}, bands) == "faster"
+    assert note({**fast, "iterations": 16}, bands).endswith("chunks of 1 call of 1.2 ms: "
+                                                            "may read low")
+
+
 V2_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE runs (run_id TEXT PRIMARY KEY, suite TEXT, profile TEXT, started TEXT,

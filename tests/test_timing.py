@@ -167,3 +167,45 @@ def test_max_seconds_may_leave_one_call_per_round() -> None:
     ta, tb = measure_pair(Clock(1_000_000, calls, "a"), Clock(1_000_000, calls, "b"),
                           np.zeros((1, 1)), cfg)
     assert ta.rounds == tb.rounds == (1,) * 4
+
+
+@pytest.mark.slow
+def test_a_suites_rewarm_reaches_the_timed_pairs_and_their_rows(tmp_path, data_dir) -> None:  # type: ignore[no-untyped-def]
+    """`timing.rewarm` in a suite: the runner's pairs make the untimed calls, the stored row
+    says so, and its note then carries no short-chunk caveat (3 calls per chunk here)."""
+    import shutil
+
+    from conftest import tiny_suite
+    from harness import suite as suites
+    from harness import timing
+    from harness.claims import aa_bands, note
+    from harness.runner import RunOptions, Runner
+    from harness.store import Store
+
+    shutil.copytree(data_dir / "MNIST", tmp_path / "data" / "MNIST")
+    path = tiny_suite(tmp_path, methods="")
+    path.write_text(path.read_text().replace("threads = 1", "threads = 1, rewarm = 3", 1))
+    seen: list[int] = []
+    real = timing._calls
+
+    def counting(session, x, n, out):  # type: ignore[no-untyped-def]
+        seen.append(n)
+        return real(session, x, n, out)
+
+    timing._calls = counting
+    try:
+        Runner(RunOptions(suite=suites.load(str(path)), profile="smoke",
+                          targets=["onnxruntime-cpu"], store=tmp_path / "r.db",
+                          cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")).run()
+    finally:
+        timing._calls = real
+    rows = [r for r in Store(tmp_path / "r.db").rows() if r.get("speedup") is not None]
+    assert {r["batch_size"] for r in rows} == {1, 8}
+    # per attempt at a pair: 2 rounds x 2 sides of (3 untimed calls, then 3 timed ones)
+    assert seen.count(3) == sum(2 * 2 * 2 * r["attempts"] for r in rows), seen
+    for r in rows:
+        assert r["window"]["rewarm"] == 3 and r["iterations"] == 6
+        as_candidate = {**r, "method": "other"}  # the caveat's rule, on this row's numbers
+        assert "may read low" not in note(as_candidate, aa_bands(rows))
+        del as_candidate["window"]["rewarm"]
+        assert "chunks of 3 calls" in note(as_candidate, aa_bands(rows))  # LeNet: us calls
