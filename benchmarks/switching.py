@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         pairs = {"pruned": cand, "A/A": again}
         got: dict[tuple[str, int, int], list[float]] = {}
         firsts: dict[tuple[str, str], list[float]] = {}
+        call_ms: dict[str, list[float]] = {}  # the bias belongs to short calls
         for rep in range(args.repeats):
             order = protocols if rep % 2 == 0 else protocols[::-1]
             for name, other in pairs.items():
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
                     ct, rt = measure_pair(other, ref, x, cfg)
                     sp = speedup(ct.by_round(), rt.by_round())
                     got.setdefault((name, per, rewarm), []).append(sp.value)
+                    if name == "pruned" and per == args.truth_per:  # how long one call is
+                        call_ms.setdefault("pruned", []).append(ct.p50_ms)
+                        call_ms.setdefault("unpruned", []).append(rt.p50_ms)
                     if per == 13 and rewarm == 0:  # the first call of a chunk vs the rest
                         for side, t in (("candidate", ct), ("reference", rt)):
                             ratios = [c[0] / np.median(c[1:]) for c in t.by_round()]
@@ -102,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.threads} threads: "
           f"speedup over the unpruned network, median of {args.repeats} interleaved "
           f"measurements of {ROUNDS} rounds (per = timed calls per chunk; rewarm = untimed calls before each)")
+    print(f"  median call (per {args.truth_per}): "
+          + ", ".join(f"{k} {float(np.median(v)):.3g} ms" for k, v in call_ms.items()))
     for name in pairs:
         truth = float(np.median(got[(name, args.truth_per, 1)]))
         print(f"  {name}: truth (per {args.truth_per}, rewarm 1) {truth:.3f}x")
