@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,10 +30,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from harness import stats
     from harness.store import Store
+    from harness.timing import Timing
 
-    sides: dict[tuple[str, int], dict[str, list[list[int]]]] = defaultdict(dict)
+    sides: dict[tuple[str, int], dict[str, list[tuple[int, ...]]]] = defaultdict(dict)
     for s in Store(args.store, readonly=True).samples():
-        sides[(s["cell_key"], s["batch_size"])][s["side"]] = _rounds(s)
+        stored = Timing(s["batch_size"], tuple(s["samples_ns"]), tuple(s["rounds"]))
+        sides[(s["cell_key"], s["batch_size"])][s["side"]] = stored.by_round()
     pairs = [(b, d["candidate"], d["reference"]) for (_, b), d in sides.items()
              if len(d) == 2 and len(d["candidate"]) >= 16]
     if not pairs:
@@ -69,15 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _rounds(sample: dict[str, Any]) -> list[list[int]]:
-    out, i = [], 0
-    for n in sample["rounds"]:
-        out.append(sample["samples_ns"][i: i + n])
-        i += n
-    return out
-
-
-def _seconds(rounds: list[list[int]]) -> float:
+def _seconds(rounds: list[tuple[int, ...]]) -> float:
     return sum(sum(r) for r in rounds) / 1e9
 
 
