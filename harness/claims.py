@@ -85,8 +85,9 @@ def note(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]])
         parts.append(f"A/A, noisy: {row.get('quality_reason')}")
     elif c:
         parts.append(c)
-    if c != "A/A" and short_chunks(row):
-        parts.append(short_chunks(row))
+    caveat = short_chunks(row) if c != "A/A" else ""
+    if caveat:
+        parts.append(caveat)
     return "; ".join(parts)
 
 

@@ -577,10 +577,9 @@ def tune(
     Store(store).close()  # a store that cannot be written is one line now, not after training
     console.print(f"study {tuner.name} in {journal_path(store)}: {trials} trials, objectives: "
                   f"{'; '.join(names)}", markup=False, highlight=False, soft_wrap=True)
-    short = runner.profile.timing.short_chunks()  # the runner's own log is quiet under tune
-    if short:  # once the input is known good: bad input stays one line
-        err.print(f"timing of profile {runner.o.profile}: {short}", markup=False,
-                  highlight=False, soft_wrap=True)
+    caveat = runner.timing_caveat()  # the runner's own log is quiet under tune
+    if caveat:  # once the input is known good: bad input stays one line
+        err.print(caveat, markup=False, highlight=False, soft_wrap=True)
     results = tuner.run(ex)
     st = Store(store, readonly=True)
     pts = fronts.points(st, s.name).get(tuner.name, [])

@@ -251,6 +251,12 @@ class Runner:
                        "harness": __version__, "measure": MEASURE_VERSION,
                        "estimator": self.estimator})
 
+    def timing_caveat(self) -> str | None:
+        """The one line said before a sweep whose profile times chunks too short to trust
+        (suite.Timing.short_chunks), or None."""
+        short = self.profile.timing.short_chunks()
+        return f"timing of profile {self.o.profile}: {short}" if short else None
+
     # ---- the sweep --------------------------------------------------------------------------
 
     def settings(self) -> dict[str, Any]:
@@ -291,9 +297,9 @@ class Runner:
                         harness_version=__version__, git_commit=sysinfo.git_commit(),
                         command=self.o.command, machine=self.machine, versions=self.versions,
                         settings=settings)
-        short = self.profile.timing.short_chunks()
-        if short:
-            self.ev.log(f"timing of profile {self.o.profile}: {short}")
+        caveat = self.timing_caveat()
+        if caveat:
+            self.ev.log(caveat)
         try:
             yield functools.partial(self._sweep, store, executor)
         finally:

@@ -86,7 +86,6 @@ class Timing:
                 f"{SAFE_CHUNK * self.rounds} or rewarm = 4")
 
 
-
 @dataclass(frozen=True)
 class Profile:
     name: str
