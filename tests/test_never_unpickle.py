@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("harness", "methods", "targets", "reports", "benchmarks", "scripts")
+PACKAGES = ("harness", "methods", "targets", "reports", "benchmarks", "scripts", "tests")
 
 
 def _sources() -> list[Path]:

@@ -170,7 +170,7 @@ def test_max_seconds_may_leave_one_call_per_round() -> None:
 
 
 @pytest.mark.slow
-def test_a_suites_rewarm_reaches_the_timed_pairs_and_their_rows(tmp_path, data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_a_suites_rewarm_reaches_the_timed_pairs_and_their_rows(tmp_path, data_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`timing.rewarm` in a suite: the runner's pairs make the untimed calls, the stored row
     says so, and its note then carries no short-chunk caveat (3 calls per chunk here)."""
     import shutil
@@ -192,13 +192,11 @@ def test_a_suites_rewarm_reaches_the_timed_pairs_and_their_rows(tmp_path, data_d
         seen.append(n)
         return real(session, x, n, out)
 
-    timing._calls = counting
-    try:
-        Runner(RunOptions(suite=suites.load(str(path)), profile="smoke",
-                          targets=["onnxruntime-cpu"], store=tmp_path / "r.db",
-                          cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")).run()
-    finally:
-        timing._calls = real
+    monkeypatch.setattr(timing, "_calls", counting)
+    Runner(RunOptions(suite=suites.load(str(path)), profile="smoke",
+                      targets=["onnxruntime-cpu"], store=tmp_path / "r.db",
+                      cache_dir=tmp_path / "cache", data_dir=tmp_path / "data")).run()
+    monkeypatch.undo()
     rows = [r for r in Store(tmp_path / "r.db").rows() if r.get("speedup") is not None]
     assert {r["batch_size"] for r in rows} == {1, 8}
     # per attempt at a pair: 2 rounds x 2 sides of (3 untimed calls, then 3 timed ones)
