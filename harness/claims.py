@@ -85,7 +85,7 @@ def note(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]])
         parts.append(f"A/A, noisy: {row.get('quality_reason')}")
     elif c:
         parts.append(c)
-    caveat = short_chunks(row) if c != "A/A" else ""
+    caveat = short_chunks(row)
     if caveat:
         parts.append(caveat)
     return "; ".join(parts)
@@ -95,8 +95,11 @@ def short_chunks(row: dict[str, Any]) -> str:
     """A caveat for a speedup timed in interleaved chunks of fewer than SAFE_CHUNK calls, each
     shorter than SHORT_CALL_MS, without untimed calls opening the chunks: the first calls after
     a switch are slow, and such chunks read a speedup low (README "Switching bias"). "" when
-    none applies or the row does not say (rows from before the window was stored). A stored
-    row carries what it needs: its calls, its rounds and both sides' median calls."""
+    none applies, for the baseline's A/A row (the same network on both sides: both read alike)
+    and where the row does not say (rows from before the window was stored). A stored row
+    carries what it needs: its calls, its rounds and both sides' median calls."""
+    if row.get("method") == "baseline":
+        return ""
     w = row.get("window") or {}
     rounds, calls = w.get("rounds"), row.get("iterations")
     medians = [m for m in (row.get("latency_p50_ms"), row.get("ref_latency_p50_ms"))

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.claims import NO_CHANGE, aa_bands, band_for, claim
+from harness.claims import NO_CHANGE, aa_bands, band_for, claim, short_chunks
 
 OBJECTIVES = ("fastest", "smallest", "most-accurate")
 DEFAULT_MAX_ACCURACY_LOSS = 1.0  # points: issue 14's "within 1 point of accuracy"
@@ -312,10 +312,16 @@ def _not_faster(row: dict[str, Any], bands: dict[Any, Any]) -> str:
 
 
 def _flags(row: dict[str, Any]) -> tuple[str, ...]:
+    """Caveats an answer carries: an unscored measurement, and a speedup timed in chunks short
+    enough to read low (`harness.claims.short_chunks`), which can reorder close candidates."""
+    out = []
     if row.get("scored") in (0, False):
         why = row.get("unscored_reason") or "below the scoring floors"
-        return (f"not a scored run: {why}",)
-    return ()
+        out.append(f"not a scored run: {why}")
+    caveat = short_chunks(row)
+    if caveat:
+        out.append(f"speedup timed in {caveat} (README \"Switching bias\")")
+    return tuple(out)
 
 
 def _pareto(cands: list[tuple[dict[str, Any], float | None]]

@@ -17,10 +17,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness import stats
-from harness.claims import fmt_speedup
+from harness.claims import fmt_speedup, short_chunks
 from harness.errors import unknown
 from harness.reports.table import method_label
 from harness.store import Store
+from harness.timing import SAFE_CHUNK, SHORT_CALL_MS
 
 MACHINE_KEYS = ("cpu", "arch", "isa", "cores_physical", "cores_logical", "memory_gib", "os")
 
@@ -66,7 +67,7 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             "top1_diff_points": (None if ra["top1_target"] is None or rb["top1_target"] is None
                                  else round(100 * (rb["top1_target"] - ra["top1_target"]), 3)),
             "change": change, "time_ratio_ci": ci,
-            "speedup_a": fmt_speedup(ra), "speedup_b": fmt_speedup(rb),
+            "speedup_a": _marked(ra), "speedup_b": _marked(rb),
             "speedup_change": _speedup_change(ra, rb),
         })
     split = sum(1 for k in set(a) & set(b) if _node(a[k]) != _node(b[k]))
@@ -75,10 +76,21 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
                         "their latency and throughput ratios divide numbers from two "
                         "machines; their speedups, each measured against its baseline on its "
                         "own node, stay comparable")
+    short = sum(bool(short_chunks(r)) for k in set(a) & set(b) for r in (a[k], b[k]))
+    if short:
+        warnings.append(f"{short} speedup(s) marked * were timed in chunks of fewer than "
+                        f"{SAFE_CHUNK} calls shorter than {SHORT_CALL_MS:g} ms each: they may "
+                        "read low, so a speedup_change between runs timed in other chunk "
+                        "lengths may come from that (README \"Switching bias\")")
     only = len(set(a) ^ set(b))
     if only:
         warnings.append(f"{only} measurement(s) exist in only one of the runs and are not compared")
     return rows, warnings
+
+
+def _marked(r: dict[str, Any]) -> str:
+    """The speedup with its CI, and a * when it was timed in chunks that may read low."""
+    return fmt_speedup(r) + (" *" if short_chunks(r) else "")
 
 
 def _node(r: dict[str, Any]) -> tuple[Any, ...]:

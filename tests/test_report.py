@@ -152,6 +152,27 @@ def test_compare_warns_when_a_pair_was_timed_on_two_machines(filled: Path,
     assert "timed on different machines" in res.stderr
 
 
+def test_compare_marks_speedups_timed_in_short_chunks(filled: Path, tmp_path: Path) -> None:
+    """The tiny suite times 3-call chunks of sub-millisecond LeNet calls: every speedup but the
+    A/A one is marked and the warning says why; re-warmed chunks (the second run's windows
+    altered to record `rewarm`) carry no mark."""
+    st = Store(filled / "r.db")
+    runs = [r["run_id"] for r in st.runs()]
+    rows, warnings = compare(st, runs[0], runs[1])
+    st.close()
+    marked = [r for r in rows if r["speedup_b"].endswith(" *")]
+    assert marked and all(r["method"] != "baseline" for r in marked)
+    assert all(r["speedup_a"].endswith(" *") == (r["method"] != "baseline") for r in rows
+               if r["speedup_a"])
+    short = [w for w in warnings if "marked *" in w]
+    assert len(short) == 1 and short[0].startswith(f"{2 * len(marked)} speedup(s)"), warnings
+    res, page = _compare_altered(filled, tmp_path, "UPDATE measurements SET window=json_set("
+                                 "window, '$.rewarm', 4) WHERE run_id=?")
+    assert res.returncode == 0, res.stderr
+    assert f"{len(marked)} speedup(s) marked * were timed in chunks" in res.stderr
+    assert "marked *" in page.read_text()
+
+
 def test_report_groups_rows_by_the_machine_that_timed_them(filled: Path,
                                                            tmp_path: Path) -> None:
     db = tmp_path / "two-machines.db"
