@@ -264,6 +264,8 @@ def plan(
     makespan on N workers with the critical path."""
     from harness import costs
     from harness import plan as plans
+    from harness.quality import MAX_OTHER_CPU
+    from harness.timing import Window
     from harness import suite as suites
     from harness.runner import RunOptions, Runner
     from harness.store import Store
@@ -283,7 +285,13 @@ def plan(
         p = plans.build(runner, _EmptyStore())
     err.print(f"measuring per-step costs of {', '.join(s.models)} on this machine ...",
               markup=False, highlight=False)
-    per_model = {m: costs.measure_model(runner, m) for m in s.models}
+    with Window() as window:
+        per_model = {m: costs.measure_model(runner, m) for m in s.models}
+    if window.other_cpu > MAX_OTHER_CPU:  # best-of-5 calls cannot undo a loaded machine
+        err.print(f"warning: other processes used {window.other_cpu:.1f} of {window.cores} "
+                  "cores while the per-step costs were measured: they, and every estimate "
+                  "below, may read several times too high; run `harness plan` on an idle "
+                  "machine", markup=False, highlight=False)
     secs = {st.key: costs.step_seconds(runner, st, per_model) for st in p.steps}
     kinds: dict[str, list[float]] = {}
     for st in p.steps:

@@ -3,6 +3,9 @@ timing nodes, measure steps costed by calls on their own runtime, and the comman
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -91,3 +94,23 @@ def test_harness_plan_prints_steps_costs_and_makespans(tmp_path: Path) -> None:
     assert "measure 3 steps (0 cached)" in out
     assert "calls on onnxruntime-cpu: b=1" in out and "critical path:" in out
     assert "1 workers + 1 timing node(s):" in out and "4 workers + 1 timing node(s):" in out
+
+
+@pytest.mark.slow
+def test_harness_plan_warns_when_other_processes_load_the_machine(tmp_path: Path) -> None:
+    """Two processes spinning on this machine's cores while `harness plan` measures: its
+    per-step costs read high, and it says so (session 7 measured a ResNet-110 step 20x too
+    slow under such load)."""
+    suite = tiny_suite(tmp_path, models='["lenet-5"]')
+    spin = [subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 120\n"
+                              "while time.time() < t: pass"]) for _ in range(os.cpu_count() or 2)]
+    try:
+        r = run_cli("plan", "--suite", str(suite), "--profile", "smoke", "--store",
+                    str(tmp_path / "r.db"), "--workers", "1")
+    finally:
+        for p in spin:
+            p.kill()
+            p.wait()
+    assert r.returncode == 0, r.stderr[-2000:]
+    err = " ".join(r.stderr.split())
+    assert "warning: other processes used" in err and "run `harness plan` on an idle" in err
