@@ -287,7 +287,7 @@ def plan(
               markup=False, highlight=False)
     with Window() as window:
         per_model = {m: costs.measure_model(runner, m) for m in s.models}
-    if window.other_cpu > MAX_OTHER_CPU:  # best-of-5 calls cannot undo a loaded machine
+    if window.others_beyond_doubt() > MAX_OTHER_CPU:  # best of 5 cannot undo a loaded machine
         err.print(f"warning: other processes used {window.other_cpu:.1f} of {window.cores} "
                   "cores while the per-step costs were measured: they, and every estimate "
                   "below, may read several times too high; run `harness plan` on an idle "

@@ -51,9 +51,9 @@ def assess(sp: Speedup, window: Window, cand: Timing, ref: Timing, *, aa: bool) 
     """Judge one interleaved measurement (`aa`: the baseline against a second session of
     itself, whose speedup must be 1.0 within its CI)."""
     why = []
-    if window.other_cpu > MAX_OTHER_CPU:
+    if window.others_beyond_doubt() > MAX_OTHER_CPU:
         why.append(f"other processes used {window.other_cpu:.2f} cores")
-    if window.steal > MAX_STEAL:
+    if window.steal_beyond_doubt() > MAX_STEAL:
         why.append(f"hypervisor steal {window.steal:.2f} cores")
     if aa and not sp.ci_low <= 1.0 <= sp.ci_high:
         why.append(f"A/A CI [{sp.ci_low:.3g}, {sp.ci_high:.3g}] excludes 1.0")
