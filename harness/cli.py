@@ -283,10 +283,12 @@ def plan(
         st.close()
     else:
         p = plans.build(runner, _EmptyStore())
-    err.print(f"measuring per-step costs of {', '.join(s.models)} on this machine ...",
+    err.print(f"measuring per-step costs of {', '.join(costs.models_to_measure(s.models, p))}"
+              " on this machine ...",
               markup=False, highlight=False)
     with Window() as window:
-        per_model = {m: costs.measure_model(runner, m) for m in s.models}
+        per_model = {m: costs.measure_model(runner, m)
+                     for m in costs.models_to_measure(s.models, p)}
     if window.others_beyond_doubt() > MAX_OTHER_CPU:  # best of 5 cannot undo a loaded machine
         err.print(f"warning: other processes used {window.other_cpu:.1f} of {window.cores} "
                   "cores while the per-step costs were measured: they, and every estimate "

@@ -1,8 +1,10 @@
 """What a plan will cost, and how long it takes on N workers: `harness plan`.
 
-Per-step costs are measured on this machine at planning time, on the models themselves: one
-training step (forward + backward + SGD update at the recipe's batch size), one inference call
-at each timed batch size, and one ONNX export. A step's estimate multiplies those by what the
+Per-step costs are measured on this machine at planning time, on the models themselves (the
+suite's, and every student a distillation or scratch run trains, whose steps cost the student's
+own training step plus the teacher's forward pass): one training step (forward + backward + SGD
+update at the recipe's batch size), one inference call at each timed batch size and at the
+training batch size, and one ONNX export. A step's estimate multiplies those by what the
 suite's profile asks for (epochs x steps per epoch, evaluation batches, timing calls on both
 interleaved sessions). A measure step's calls are timed on its target itself (the exported
 network opened as the runner opens it), where that target is installed: torch eager stands in
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 
 from harness.plan import Plan, Step
+from harness.timing import calls_per_round
 
 # training-set sizes for datasets that may not be on this machine (planning needs no data)
 KNOWN_TRAIN_SIZES = {"cifar10": 50000, "fashion-mnist": 60000, "mnist": 60000,
@@ -43,6 +46,9 @@ class ModelCosts:
     export_s: float
     # target -> batch size -> one call of the exported fp32 network on that runtime
     runtime_s: dict[str, dict[int, float]] = field(default_factory=dict)
+    # one inference call at the training batch size: what a teacher adds to each step of
+    # distillation (0 where not measured: the old 1.3x rule stands in)
+    teacher_forward_s: float = 0.0
 
     def call_s(self, target: str | None, batch: int) -> float:
         """One inference call on `target` (torch eager where it could not be timed)."""
@@ -89,13 +95,35 @@ def measure_model(runner: Any, name: str) -> ModelCosts:
         for b in runner.profile.timing.batch_sizes:
             xb = torch.randn(b, *shape)
             fwd[b] = _best_time(lambda xb=xb: model(xb))
+        teacher = fwd[batch] if batch in fwd else _best_time(lambda: model(x))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
         t0 = time.perf_counter()
         _export(model, shape, path)
         export = time.perf_counter() - t0
         runtime = {t: _runtime_calls(runner, t, model, path, shape) for t in runner.targets}
-    return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c})
+    return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c}, teacher)
+
+
+def student_of(run: Any) -> tuple[str, float | None] | None:
+    """(the registry model a distillation or scratch run trains, its epochs override), or None
+    for any other run: that student's own step, not the suite model's, is what it costs."""
+    if run is None or run.method not in STUDENT_METHODS:
+        return None
+    from harness.registry import METHODS
+
+    try:
+        cfg = METHODS.get(run.method).Config(**run.config)
+    except Exception:  # noqa: BLE001 - an estimate: a bad config fails at run time, not here
+        return None
+    return cfg.student, cfg.epochs
+
+
+def models_to_measure(models: Any, plan: Plan) -> list[str]:
+    """The suite's models, then every student a compress step of the plan trains."""
+    students = [st[0] for st in (student_of(s.run) for s in plan.steps if s.kind == "compress")
+                if st]
+    return list(dict.fromkeys([*models, *students]))
 
 
 def _runtime_calls(runner: Any, target_name: str, model: torch.nn.Module, path: Path,
@@ -143,27 +171,30 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts]) -> float
         steps = prof.train.epochs * math.ceil(train_size(runner, prof.train)
                                               / prof.train.batch_size)
         return steps * c.train_step_s + evaluate + c.export_s
+    student = student_of(step.run)
+    # the network the step trains or times: a measured student, else the suite's model
+    own = costs.get(student[0], c) if student else c
     if step.kind == "compress":
         if step.cached:
             return 0.0
         method = step.run.method if step.run else ""
-        recipe = prof.train if method in STUDENT_METHODS else prof.finetune
-        steps = recipe.epochs * math.ceil(train_size(runner, recipe) / recipe.batch_size)
-        if method in STUDENT_METHODS and method != "scratch":
-            steps *= 1.3  # the teacher's forward pass on every batch
+        recipe = prof.train if student else prof.finetune
+        epochs = (student[1] if student and student[1] is not None else recipe.epochs)
+        steps = epochs * math.ceil(train_size(runner, recipe) / recipe.batch_size)
+        per_step = own.train_step_s
+        if student and method != "scratch":  # the teacher's forward pass on every batch
+            per_step += c.teacher_forward_s if own is not c else 0.3 * c.train_step_s
         extra = 2 * c.export_s if method in INT8_METHODS else c.export_s  # + quantizers
-        return steps * c.train_step_s + 2 * evaluate + extra
+        return steps * per_step + 2 * math.ceil(eval_n / big) * own.forward_s[big] + extra
     timing = prof.timing
+    cfg = timing.config()
     calls = 0.0
-    evaluate = math.ceil(eval_n / big) * c.call_s(step.target, big)  # accuracy on the runtime
+    evaluate = math.ceil(eval_n / big) * own.call_s(step.target, big)  # accuracy on the runtime
     for b in timing.batch_sizes:
-        n = max(timing.iterations, timing.rounds)
-        per_call = c.call_s(step.target, b)
-        if timing.min_seconds:
-            n = max(n, timing.min_seconds / max(per_call, 1e-9))
-        if timing.max_seconds:
-            n = min(n, timing.max_seconds / max(2 * per_call, 1e-9))
-        calls += 2 * (n + timing.warmup) * per_call  # candidate and baseline, interleaved
+        cand, ref = own.call_s(step.target, b), c.call_s(step.target, b)
+        per = calls_per_round(cfg, min(cand, ref), cand + ref)
+        # candidate and baseline interleaved: warm-up, then rounds of both sides' calls
+        calls += (max(1, timing.warmup) + timing.rounds * (per + timing.rewarm)) * (cand + ref)
     return evaluate + calls
 
 

@@ -218,6 +218,20 @@ def measure(session: Any, x: np.ndarray, cfg: TimingConfig) -> Timing:
     return Timing(int(x.shape[0]), tuple(samples))
 
 
+def calls_per_round(cfg: TimingConfig, fast_s: float, pair_s: float) -> int:
+    """Timed calls per side in each round: `iterations / rounds`, raised until the faster side
+    (one call: `fast_s`) runs `min_seconds`, lowered so a round of both sides (one call each:
+    `pair_s`) with its re-warm calls fits `max_seconds`; at least one. `harness plan` costs a
+    measurement with this same rule."""
+    per = max(1, -(-cfg.iterations // cfg.rounds))
+    if cfg.min_seconds:  # the faster side must reach it too
+        per = max(per, int(np.ceil(cfg.min_seconds / cfg.rounds / max(fast_s, 1e-9))))
+    if cfg.max_seconds is not None:  # the untimed re-warm calls count against the cap too
+        per = max(1, min(per, int(cfg.max_seconds / cfg.rounds / max(pair_s, 1e-9))
+                         - cfg.rewarm))
+    return per
+
+
 def measure_pair(
     candidate: Any, reference: Any, x: np.ndarray, cfg: TimingConfig,
     enough: Callable[[Timing, Timing], bool] | None = None,
@@ -235,13 +249,8 @@ def measure_pair(
     _calls(reference, x, max(1, cfg.warmup), wb)
     a: list[int] = []
     b: list[int] = []
-    per = max(1, -(-cfg.iterations // cfg.rounds))
-    fast_s = min(float(np.median(wa)), float(np.median(wb))) / 1e9
-    if cfg.min_seconds:  # the faster side must reach it too
-        per = max(per, int(np.ceil(cfg.min_seconds / cfg.rounds / max(fast_s, 1e-9))))
-    if cfg.max_seconds is not None:  # the untimed re-warm calls count against the cap too
-        pair_s = (min(wa) + min(wb)) / 1e9
-        per = max(1, min(per, int(cfg.max_seconds / cfg.rounds / pair_s) - cfg.rewarm))
+    per = calls_per_round(cfg, min(float(np.median(wa)), float(np.median(wb))) / 1e9,
+                          (min(wa) + min(wb)) / 1e9)
     n = int(x.shape[0])
     first_check = cfg.first_check if enough is not None else None
     done = 0

@@ -73,6 +73,35 @@ def test_a_measure_step_is_costed_by_calls_on_its_own_runtime(runner: Runner) ->
         costs.step_seconds(runner, base, {"lenet-5": costs.ModelCosts(0.1, torch_calls, 0.2)}))
 
 
+def test_a_distillation_is_costed_by_its_students_step_and_the_teachers_forward(
+        runner: Runner) -> None:
+    """kd / fitnets train the student on the baseline's recipe, each step one student update
+    plus one teacher forward; scratch is the student alone; an `epochs` override counts; a
+    student that was not measured falls back to 1.3 teacher steps. Session 8: costing them by
+    the teacher's step put the quick sweep's students at 87-113 s where they took 33-59 s."""
+    teacher = costs.ModelCosts(1.0, {1: 0.01, 8: 0.05}, 0.2, teacher_forward_s=0.4)
+    student = costs.ModelCosts(0.1, {1: 0.001, 8: 0.005}, 0.2)
+    both = {"lenet-5": teacher, "lenet-300-100": student}
+    prof = runner.profile
+    steps = prof.train.epochs * -(-costs.train_size(runner, prof.train) // prof.train.batch_size)
+    evals = 2 * -(-prof.eval_samples // 8)  # top-1 before and after, on the student
+
+    def compress(method: str, **cfg: object) -> Step:
+        return Step("compress", "lenet-5", method, MethodRun(method, {"student": "lenet-300-100",
+                                                                      **cfg}))
+    assert costs.step_seconds(runner, compress("kd"), both) == pytest.approx(
+        steps * (0.1 + 0.4) + evals * 0.005 + 0.2)
+    assert costs.step_seconds(runner, compress("scratch"), both) == pytest.approx(
+        steps * 0.1 + evals * 0.005 + 0.2)
+    assert costs.step_seconds(runner, compress("fitnets", epochs=1), both) == pytest.approx(
+        1 * steps / prof.train.epochs * 0.5 + evals * 0.005 + 0.2)
+    assert costs.step_seconds(runner, compress("kd"), {"lenet-5": teacher}) == pytest.approx(
+        steps * 1.3 + evals * 0.05 + 0.2)
+    plan = Plan((compress("kd"), compress("scratch"), Step("compress", "lenet-5", "l1",
+                                                           MethodRun("l1-filter"))), (), {})
+    assert costs.models_to_measure(["lenet-5"], plan) == ["lenet-5", "lenet-300-100"]
+
+
 def test_measure_model_times_the_exported_network_on_the_runs_targets(runner: Runner) -> None:
     c = costs.measure_model(runner, "lenet-5")
     assert set(c.runtime_s) == {"onnxruntime-cpu"}
