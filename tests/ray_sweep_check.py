@@ -133,8 +133,9 @@ def main() -> None:
     st = Store(work / "kill.db")
     per_key = [n for (n,) in st.db.execute(
         "SELECT COUNT(*) FROM cells WHERE run_id=? GROUP BY cell_key", (kill_id,))]
-    auto = json.loads(st.db.execute("SELECT settings FROM runs WHERE run_id=?",
-                                    (kill_id,)).fetchone()[0])["executor"]["artifacts"]
+    executor = json.loads(st.db.execute("SELECT settings FROM runs WHERE run_id=?",
+                                        (kill_id,)).fetchone()[0])["executor"]
+    auto = executor["artifacts"]
     st.close()
     tuned = tune(work, data, cluster.address)
     ray.shutdown()
@@ -152,7 +153,8 @@ def main() -> None:
     print("RESULT " + json.dumps({
         "local": rows(work, "local.db", local_id), "ray": rows(work, "ray.db", ray_id),
         "kill": rows(work, "kill.db", kill_id), "kill_rows_per_cell": per_key,
-        "auto_artifacts": auto, "object_store": rows(work, "obj.db", obj_id),
+        "auto_artifacts": auto, "driver_beside": executor["driver_beside_timing_nodes"],
+        "object_store": rows(work, "obj.db", obj_id),
         "received": received.read_text().split() if received.exists() else [],
         "timing_node_2": timing2.node_id,
         "killed": (work / "killed-measure").read_text() if (work / "killed-measure").exists()

@@ -72,6 +72,11 @@ def test_one_machine_resolves_auto_to_the_shared_cache(result: dict) -> None:  #
     assert result["auto_artifacts"] == "shared"
 
 
+def test_a_driver_on_a_timing_nodes_machine_is_recorded(result: dict) -> None:  # type: ignore[type-arg]
+    # one machine: the driver shares it with the timing node, and the run's settings say so
+    assert result["driver_beside"] == [result["timing_node"]]
+
+
 def test_models_travel_through_the_object_store_without_a_shared_cache(result: dict) -> None:  # type: ignore[type-arg]
     assert _cells(result["object_store"]) == _cells(result["local"])
     for row in result["object_store"]:

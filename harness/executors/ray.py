@@ -145,10 +145,13 @@ class RayExecutor:
         self.max_retries = max_retries
         self.artifacts = artifacts  # resolved from "auto" when the run starts
         self.timing_nodes: list[dict[str, Any]] = []
+        self.driver_host: str | None = None
+        self.beside: list[str] = []  # timing nodes on the driver's own machine
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "address": self.address, "max_retries": self.max_retries,
-                "artifacts": self.artifacts,
+                "artifacts": self.artifacts, "driver_host": self.driver_host,
+                "driver_beside_timing_nodes": self.beside,
                 "timing_nodes": [{"node": n["NodeID"], "host": n.get("NodeManagerAddress"),
                                   "cpus": n["Resources"].get("CPU")}
                                  for n in self.timing_nodes]}
@@ -186,6 +189,14 @@ class RayExecutor:
         """Before the run is recorded: connect, find the timing nodes, resolve `auto` (so the
         run's settings say which way artifacts moved)."""
         ray = self._connect()
+        self.driver_host = ray.util.get_node_ip_address()
+        self.beside = [n["NodeID"] for n in self.timing_nodes
+                       if n.get("NodeManagerAddress") == self.driver_host]
+        if self.beside:  # its bookkeeping between steps runs beside the next measurement
+            runner.ev.log(f"warning: this driver runs on the machine of {len(self.beside)} "
+                          f"timing node(s) ({self.driver_host}): it stores rows and prints "
+                          "progress while measurements run there; run `harness` from the head "
+                          "or another machine (README \"Past one machine\")")
         if self.artifacts == "auto":
             self.artifacts = ("shared" if self._shared(ray, runner.o.cache_dir)
                               else "object-store")
