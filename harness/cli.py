@@ -264,11 +264,11 @@ def plan(
     makespan on N workers with the critical path."""
     from harness import costs
     from harness import plan as plans
-    from harness.quality import MAX_OTHER_CPU
-    from harness.timing import Window
     from harness import suite as suites
+    from harness.quality import MAX_OTHER_CPU
     from harness.runner import RunOptions, Runner
     from harness.store import Store
+    from harness.timing import Window
     from harness.suite import PROFILES
 
     if profile not in PROFILES:
@@ -283,12 +283,11 @@ def plan(
         st.close()
     else:
         p = plans.build(runner, _EmptyStore())
-    err.print(f"measuring per-step costs of {', '.join(costs.models_to_measure(s.models, p))}"
-              " on this machine ...",
+    names = costs.models_to_measure(s.models, p)  # the suite's and its students
+    err.print(f"measuring per-step costs of {', '.join(names)} on this machine ...",
               markup=False, highlight=False)
     with Window() as window:
-        per_model = {m: costs.measure_model(runner, m)
-                     for m in costs.models_to_measure(s.models, p)}
+        per_model = {m: costs.measure_model(runner, m) for m in names}
     if window.others_beyond_doubt() > MAX_OTHER_CPU:  # best of 5 cannot undo a loaded machine
         err.print(f"warning: other processes used {window.other_cpu:.1f} of {window.cores} "
                   "cores while the per-step costs were measured: they, and every estimate "

@@ -46,8 +46,9 @@ class ModelCosts:
     export_s: float
     # target -> batch size -> one call of the exported fp32 network on that runtime
     runtime_s: dict[str, dict[int, float]] = field(default_factory=dict)
-    # one inference call at the training batch size: what a teacher adds to each step of
-    # distillation (0 where not measured: the old 1.3x rule stands in)
+    # one inference call at the training batch size: what this model, as a teacher, adds to
+    # each step of a distillation (where the student was not measured, 0.3 of a training step
+    # of the teacher stands in for it)
     teacher_forward_s: float = 0.0
 
     def call_s(self, target: str | None, batch: int) -> float:
@@ -95,14 +96,14 @@ def measure_model(runner: Any, name: str) -> ModelCosts:
         for b in runner.profile.timing.batch_sizes:
             xb = torch.randn(b, *shape)
             fwd[b] = _best_time(lambda xb=xb: model(xb))
-        teacher = fwd[batch] if batch in fwd else _best_time(lambda: model(x))
+        train_fwd = fwd[batch] if batch in fwd else _best_time(lambda: model(x))
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.onnx"
         t0 = time.perf_counter()
         _export(model, shape, path)
         export = time.perf_counter() - t0
         runtime = {t: _runtime_calls(runner, t, model, path, shape) for t in runner.targets}
-    return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c}, teacher)
+    return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c}, train_fwd)
 
 
 def student_of(run: Any) -> tuple[str, float | None] | None:
