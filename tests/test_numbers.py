@@ -146,9 +146,9 @@ def test_window_sees_another_process_burning_cpu() -> None:
 
 def test_a_window_too_short_for_the_tick_counters_is_never_called_busy() -> None:
     """CPU time is counted in 10 ms ticks: over 5 ms windows of our own busy loop, an idle
-    machine read "other processes used 2 cores" in 36% of 200 tries before the resolution was
-    taken into account (the smoke profiles' windows are 2-80 ms). Beyond its resolution a
-    window claims nothing, and a verdict rests only on what is beyond it."""
+    machine read "other processes used 2 cores" in 36% of 200 tries before the resolution (2
+    ticks, the most an idle machine misread) was taken into account (the smoke profiles'
+    windows are 2-80 ms). A verdict rests only on what is beyond the resolution."""
     import time
 
     for _ in range(200):
