@@ -299,11 +299,17 @@ def plan(
         kinds.setdefault(st.kind, []).append(secs[st.key])
     console.print(f"{s.name} ({profile}): {len(p.steps)} steps to run, "
                   f"{len(p.skipped)} cells already stored", markup=False, highlight=False)
+    first = runner.profile.timing.config().first_check  # an early stop may end pairs there
     for kind in plans.KINDS:
         v = kinds.get(kind, [])
         cached = sum(1 for st in p.steps if st.kind == kind and st.cached)
+        low = ""
+        if kind == "measure" and first is not None and first < runner.profile.timing.rounds:
+            least = sum(costs.step_seconds(runner, st, per_model, rounds=first)
+                        for st in p.steps if st.kind == kind)
+            low = f" ({_hms(least)} if every pair stops at its first check, round {first})"
         console.print(f"  {kind:<9} {len(v):>4} steps ({cached} cached)  "
-                      f"{_hms(sum(v))} estimated", markup=False, highlight=False)
+                      f"{_hms(sum(v))} estimated{low}", markup=False, highlight=False)
     for m, c in per_model.items():
         fw = ", ".join(f"b={b} {1e3 * t:.2f} ms" for b, t in c.forward_s.items())
         console.print(f"  measured {m}: train step {1e3 * c.train_step_s:.1f} ms, forward {fw},"

@@ -159,8 +159,11 @@ def train_size(runner: Any, recipe: Any) -> int:
     return len(runner.dataset.train())
 
 
-def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts]) -> float:
-    """The estimated seconds of one step on one CPU worker (0 when it is a cache hit)."""
+def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
+                 rounds: int | None = None) -> float:
+    """The estimated seconds of one step on one CPU worker (0 when it is a cache hit). A
+    measure step is costed at the profile's full rounds, or at `rounds` (e.g. its early stop's
+    first check, for the lower end of a profile with a `precision`)."""
     c = costs[step.model]
     prof = runner.profile
     eval_n = prof.eval_samples or 10000
@@ -195,7 +198,8 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts]) -> float
         cand, ref = own.call_s(step.target, b), c.call_s(step.target, b)
         per = calls_per_round(cfg, min(cand, ref), cand + ref)
         # candidate and baseline interleaved: warm-up, then rounds of both sides' calls
-        calls += (max(1, timing.warmup) + timing.rounds * (per + timing.rewarm)) * (cand + ref)
+        calls += (max(1, timing.warmup) + (rounds or timing.rounds) * (per + timing.rewarm)) \
+            * (cand + ref)
     return evaluate + calls
 
 

@@ -123,6 +123,34 @@ def test_harness_plan_prints_steps_costs_and_makespans(tmp_path: Path) -> None:
     assert "measure 3 steps (0 cached)" in out
     assert "calls on onnxruntime-cpu: b=1" in out and "critical path:" in out
     assert "1 workers + 1 timing node(s):" in out and "4 workers + 1 timing node(s):" in out
+    assert "first check" not in out  # no early stop in this profile: one figure per kind
+
+
+@pytest.mark.slow
+def test_harness_plan_gives_the_early_stops_lower_end(tmp_path: Path) -> None:
+    suite = tiny_suite(tmp_path, models='["lenet-5"]')
+    suite.write_text(suite.read_text().replace(
+        "rounds = 2, threads = 1 }", "rounds = 4, threads = 1, precision = 0.02, min_rounds = 2 }"))
+    r = run_cli("plan", "--suite", str(suite), "--profile", "smoke", "--store",
+                str(tmp_path / "r.db"), "--workers", "1")
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = " ".join(r.stdout.split())
+    assert "if every pair stops at its first check, round 2)" in out
+
+
+def test_the_early_stops_lower_end_costs_fewer_rounds(runner: Runner) -> None:
+    """At its first check a measure step has run that many rounds of both sides' calls:
+    the full estimate less the rounds it did not run."""
+    step = Step("measure", "lenet-5", "k", MethodRun("l1-filter", {"ratio": 0.5}),
+                "onnxruntime-cpu")
+    ort = {1: 0.002, 8: 0.01}
+    c = {"lenet-5": costs.ModelCosts(0.1, {1: 0.01, 8: 0.05}, 0.2, {"onnxruntime-cpu": ort})}
+    timing = runner.profile.timing
+    full = costs.step_seconds(runner, step, c)
+    one = costs.step_seconds(runner, step, c, rounds=1)
+    per = {b: costs.calls_per_round(timing.config(), ort[b], 2 * ort[b]) for b in ort}
+    skipped = sum((timing.rounds - 1) * per[b] * 2 * ort[b] for b in ort)
+    assert timing.rounds > 1 and full - one == pytest.approx(skipped)
 
 
 @pytest.mark.slow
