@@ -268,8 +268,8 @@ def plan(
     from harness.quality import MAX_OTHER_CPU
     from harness.runner import RunOptions, Runner
     from harness.store import Store
-    from harness.timing import Window
     from harness.suite import PROFILES
+    from harness.timing import Window
 
     if profile not in PROFILES:
         fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")

@@ -52,11 +52,14 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
                for run in (run_a, run_b) for s in store.samples(run_id=run)
                if s["side"] == "candidate"}
     rows = []
+    short = 0  # speedups timed in chunks that may read low (each row of either run)
     for k in sorted(set(a) & set(b), key=str):
         ra, rb = a[k], b[k]
         sa = samples.get((ra["cell_key"], run_a, ra["batch_size"]))
         sb = samples.get((rb["cell_key"], run_b, rb["batch_size"]))
         change, ci = _change(sa, sb)
+        low_a, low_b = bool(short_chunks(ra)), bool(short_chunks(rb))
+        short += low_a + low_b
         rows.append({
             "model": ra["model"], "method": method_label(ra), "target": ra["target"],
             "batch_size": ra["batch_size"],
@@ -67,7 +70,8 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             "top1_diff_points": (None if ra["top1_target"] is None or rb["top1_target"] is None
                                  else round(100 * (rb["top1_target"] - ra["top1_target"]), 3)),
             "change": change, "time_ratio_ci": ci,
-            "speedup_a": _marked(ra), "speedup_b": _marked(rb),
+            "speedup_a": fmt_speedup(ra) + (" *" if low_a else ""),
+            "speedup_b": fmt_speedup(rb) + (" *" if low_b else ""),
             "speedup_change": _speedup_change(ra, rb),
         })
     split = sum(1 for k in set(a) & set(b) if _node(a[k]) != _node(b[k]))
@@ -76,7 +80,6 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
                         "their latency and throughput ratios divide numbers from two "
                         "machines; their speedups, each measured against its baseline on its "
                         "own node, stay comparable")
-    short = sum(bool(short_chunks(r)) for k in set(a) & set(b) for r in (a[k], b[k]))
     if short:
         warnings.append(f"{short} speedup(s) marked * were timed in chunks of fewer than "
                         f"{SAFE_CHUNK} calls shorter than {SHORT_CALL_MS:g} ms each: they may "
@@ -86,11 +89,6 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
     if only:
         warnings.append(f"{only} measurement(s) exist in only one of the runs and are not compared")
     return rows, warnings
-
-
-def _marked(r: dict[str, Any]) -> str:
-    """The speedup with its CI, and a * when it was timed in chunks that may read low."""
-    return fmt_speedup(r) + (" *" if short_chunks(r) else "")
 
 
 def _node(r: dict[str, Any]) -> tuple[Any, ...]:

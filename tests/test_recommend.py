@@ -137,7 +137,6 @@ def test_default_budget_fastest_and_most_compressed(store: Path) -> None:
     assert a.misses == ()
 
 
-
 def test_an_answer_timed_in_short_chunks_says_it_may_read_low(store: Path) -> None:
     """The winner's speedup was timed in 4-call chunks of 0.043 ms calls: the answer stays
     (its CI still clears the budget) and carries the caveat, in text too."""
@@ -152,6 +151,7 @@ def test_an_answer_timed_in_short_chunks_says_it_may_read_low(store: Path) -> No
 
     assert "! speedup timed in chunks of 4 calls" in render_text([a])
     assert _one(_rows(store)).best.flags == ()  # the stored rows say nothing of their chunks
+
 
 def test_tight_accuracy_budget(store: Path) -> None:
     """Within 0.4 points only l1-25 (0.3) and wl-90 (0.1) are left; wl-90 is no faster than
