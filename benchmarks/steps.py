@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="override the profile's timing.precision (0: no early stop)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep the store and cache in this new folder instead of a temporary one")
+    ap.add_argument("--steps", action="store_true",
+                    help="print every step's wall time (to hold against `harness plan --steps`)")
     args = ap.parse_args(argv)
     if args.keep is not None and args.keep.exists():
         ap.error(f"--keep {args.keep}: already exists (give a new folder)")
@@ -61,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             prof, timing=timing)})
     targets = args.target or ["onnxruntime-cpu"]
     spent: dict[str, float] = defaultdict(float)
+    each: list[tuple[str, float]] = []
     calls: Counter[str] = Counter()
 
     def timed(name: str, fn: Any) -> Any:
@@ -86,10 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     class TimedExecutor(LocalExecutor):
         def run(self, runner: Any, plan: Any) -> Any:
             kinds = {s.key: s.kind for s in plan.steps}
+            labels = {s.key: s.label for s in plan.steps}
             t0 = time.perf_counter()
             for result in super().run(runner, plan):
                 t1 = time.perf_counter()
                 spent[f"step {kinds[result.key]}"] += t1 - t0
+                each.append((labels[result.key], t1 - t0))
                 calls[f"step {kinds[result.key]}"] += 1
                 yield result
                 t0 = time.perf_counter()
@@ -124,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     if widths:
         print(f"  speedup CI half-width over {len(widths)} rows: median +-{np.median(widths):.1%}, "
               f"p90 +-{np.percentile(widths, 90):.1%}; {noisy} rows noisy")
+    if args.steps:
+        for label, secs in each:
+            print(f"  {label:<70} {secs:7.1f} s")
     rounds = [w.get("rounds") for w in windows]
     if rounds:
         print(f"  rounds per timed pair: {dict(sorted(Counter(rounds).items()))}")

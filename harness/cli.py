@@ -259,6 +259,9 @@ def plan(
     gpu_speedup: Annotated[float, typer.Option(help="Assumed training speedup of a GPU "
                                                     "worker over one CPU worker.")] = 20.0,
     steps: Annotated[bool, typer.Option(help="List every step.")] = False,
+    probe: Annotated[bool, typer.Option(help="Run each compress step's method on an untrained "
+                                             "copy, timing the training it asks for (else its "
+                                             "model's step stands in).")] = True,
 ) -> None:
     """Print the sweep's steps (which are cached), their measured-cost estimate, and the
     makespan on N workers with the critical path."""
@@ -286,14 +289,22 @@ def plan(
     names = costs.models_to_measure(s.models, p)  # the suite's and its students
     err.print(f"measuring per-step costs of {', '.join(names)} on this machine ...",
               markup=False, highlight=False)
+    todo = [st for st in p.steps if st.kind == "compress" and not st.cached] if probe else []
     with Window() as window:
         per_model = {m: costs.measure_model(runner, m) for m in names}
+        if todo:
+            err.print(f"probing the training of {len(todo)} compress steps ...", markup=False,
+                      highlight=False)
+        probes, not_probed = costs.probe_all(runner, todo)
     if window.others_beyond_doubt() > MAX_OTHER_CPU:  # best of 5 cannot undo a loaded machine
         err.print(f"warning: other processes used {window.other_cpu:.1f} of {window.cores} "
                   "cores while the per-step costs were measured: they, and every estimate "
                   "below, may read several times too high; run `harness plan` on an idle "
                   "machine", markup=False, highlight=False)
-    secs = {st.key: costs.step_seconds(runner, st, per_model) for st in p.steps}
+    for why in not_probed:
+        err.print(f"note: not probed, its model's training step stands in: {why}",
+                  markup=False, highlight=False)
+    secs = {st.key: costs.step_seconds(runner, st, per_model, probes=probes) for st in p.steps}
     kinds: dict[str, list[float]] = {}
     for st in p.steps:
         kinds.setdefault(st.kind, []).append(secs[st.key])
@@ -305,7 +316,7 @@ def plan(
         cached = sum(1 for st in p.steps if st.kind == kind and st.cached)
         low = ""
         if kind == "measure" and first is not None and first < runner.profile.timing.rounds:
-            least = sum(costs.step_seconds(runner, st, per_model, rounds=first)
+            least = sum(costs.step_seconds(runner, st, per_model, rounds=first, probes=probes)
                         for st in p.steps if st.kind == kind)
             low = f" ({_hms(least)} if every pair stops at its first check, round {first})"
         console.print(f"  {kind:<9} {len(v):>4} steps ({cached} cached)  "

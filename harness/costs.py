@@ -6,19 +6,26 @@ own training step plus the teacher's forward pass): one training step (forward +
 update at the recipe's batch size), one inference call at each timed batch size and at the
 training batch size, and one ONNX export. A step's estimate multiplies those by what the
 suite's profile asks for (epochs x steps per epoch, evaluation batches, timing calls on both
-interleaved sessions). A measure step's calls are timed on its target itself (the exported
-network opened as the runner opens it), where that target is installed: torch eager stands in
-only where it is not (it overstated ORT's ResNet-56 calls 1.4x at batch 64, 3-4x at batch 1).
-The makespan of N CPU workers plus the timing nodes is simulated with list scheduling over the
-plan's dependencies (longest remaining path first), which also shows the critical path: a
-model's baseline must finish before anything of that model can start, so past a few workers
-per model more workers stop helping. GPU workers are an assumption, stated
-with the figure: training steps `gpu_speedup` times faster, measure steps unchanged (they time
-the CPU runtimes).
+interleaved sessions). A compress step is probed where it can be (`probe_compress`): its method
+runs on an untrained copy of the model with synthetic data, each training loop it asks for (and
+the runner's fine-tune after it) timed for a few steps on the network, loss, masks and
+constraint it really trains, so a pruned network's cheaper step, QAT's fake-quant step (1.8x
+ResNet-56's), a distillation's teacher forward and a method that fine-tunes several times are
+each costed as they run; the model's own step stands in where a probe fails. A measure step's
+calls are timed on its target itself (the exported network opened as the runner opens it),
+where that target is installed: torch eager stands in only where it is not (it overstated ORT's
+ResNet-56 calls 1.4x at batch 64, 3-4x at batch 1). The makespan of N CPU workers plus the
+timing nodes is simulated with list scheduling over the plan's dependencies (longest remaining
+path first), which also shows the critical path: a model's baseline must finish before anything
+of that model can start, so past a few workers per model more workers stop helping. GPU workers
+are an assumption, stated with the figure: training steps `gpu_speedup` times faster, measure
+steps unchanged (they time the CPU runtimes).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import tempfile
 import time
@@ -37,6 +44,7 @@ KNOWN_TRAIN_SIZES = {"cifar10": 50000, "fashion-mnist": 60000, "mnist": 60000,
                      "voc2007": 5011, "fashion-det": 6000}
 STUDENT_METHODS = ("kd", "fitnets", "scratch")  # train a student on the baseline's budget
 INT8_METHODS = ("int8-ptq", "qat")
+PROBE_STEPS = 3  # optimiser steps a probe runs per training loop: the first warms up
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,116 @@ def measure_model(runner: Any, name: str) -> ModelCosts:
     return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c}, train_fwd)
 
 
+@dataclass(frozen=True)
+class Probe:
+    """What a compress step's method did on an untrained copy of its model: the training loops
+    it runs (seconds of one optimiser step on what it trains, and that loop's steps in the real
+    run), the seconds of its own evaluation passes, and one inference call of the network it
+    leaves at the evaluation batch size (the runner scores that network twice)."""
+
+    trainings: tuple[tuple[float, int], ...]
+    evaluate_s: float
+    forward_s: float
+
+    def seconds(self, eval_batches: int) -> float:
+        return (sum(s * n for s, n in self.trainings) + self.evaluate_s
+                + 2 * eval_batches * self.forward_s)
+
+
+def _synthetic(n: int, shape: tuple[int, ...], classes: int) -> Any:
+    """`n` random inputs and labels: what a probe trains on (planning needs no data)."""
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    return TensorDataset(torch.randn(n, *shape, generator=g),
+                         torch.randint(0, classes, (n,), generator=g))
+
+
+def _loop_steps(runner: Any, recipe: Any, epochs: float | None) -> int:
+    """The optimiser steps `fit` takes for `recipe` (epochs overridden) on the real data."""
+    e = recipe.epochs if epochs is None else epochs
+    return max(1, round(e * math.ceil(train_size(runner, recipe) / recipe.batch_size)))
+
+
+def probe_compress(runner: Any, step: Step) -> Probe:
+    """Run `step`'s method on an untrained copy of its model, on synthetic data, with probes
+    in place of its training loops (`ctx.finetune`, `ctx.train`, then the runner's own
+    fine-tune when the method asks for one): each times `PROBE_STEPS` steps of the real `fit`
+    on the network, loss, masks, constraint and extra parameters the method hands it, and keeps
+    the fastest after the first. INT8 toolchains of the run's targets are not run (the probe
+    asks for none). Raises what the method raises (the caller falls back); classification
+    only (a detector's loss needs real boxes)."""
+    from harness.api import Context
+    from harness.registry import METHODS
+    from harness.train import fit, predict_logits
+
+    if runner.task != "classify":
+        raise ValueError("only classification steps are probed")
+    assert step.run is not None
+    shape = tuple(runner.dataset.input_shape)
+    classes = runner.dataset.num_classes
+    prof = runner.profile
+    big = max(prof.timing.batch_sizes)
+    eval_batches = math.ceil((prof.eval_samples or 10000) / big)
+    trainings: list[tuple[float, int]] = []
+    evaluations: list[float] = []
+
+    def trainer(recipe: Any) -> Any:
+        def train(model: torch.nn.Module, epochs: float | None = None, masks: Any = None,
+                  loss: Any = None, extra_params: Any = None, constraint: Any = None) -> Any:
+            stamps: list[float] = []
+            short = dataclasses.replace(recipe, epochs=1, train_samples=None, milestones=())
+            fit(model, _synthetic(PROBE_STEPS * recipe.batch_size, shape, classes), short,
+                masks=masks, constraint=constraint, loss_fn=loss or runner.loss,
+                device=runner.o.device, seed=runner.o.suite.seed, extra_params=extra_params,
+                progress=lambda _: stamps.append(time.perf_counter()))
+            step_s = min(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+            trainings.append((step_s, _loop_steps(runner, recipe, epochs)))
+            return model.eval()
+        return train
+
+    def forward_s(model: torch.nn.Module) -> float:
+        x = _synthetic(big, shape, classes)
+        return _best_time(lambda: predict_logits(model, x, None, big, runner.o.device), 2)
+
+    def evaluate(model: torch.nn.Module) -> float:
+        evaluations.append(eval_batches * forward_s(model))
+        return 0.0
+
+    with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
+        model = runner._seeded(step.model)
+        ctx = Context(train_data=_synthetic(PROBE_STEPS * prof.train.batch_size, shape, classes),
+                      test_data=_synthetic(big, shape, classes), num_classes=classes,
+                      input_shape=shape, device=runner.o.device,
+                      teacher=copy.deepcopy(model), finetune=trainer(prof.finetune),
+                      train=trainer(prof.train), train_epochs=prof.train.epochs,
+                      evaluate=evaluate, log=lambda _: None, seed=runner.o.suite.seed,
+                      workdir=Path(tmp), targets=(),
+                      calibration=lambda n: _synthetic(n, shape, classes))
+        method = METHODS.get(step.run.method)
+        comp = method().apply(model, method.Config(**step.run.config), ctx)
+        if comp.finetune and prof.finetune.epochs > 0:  # the runner's fine-tune
+            trainer(prof.finetune)(comp.model, masks=comp.masks, constraint=comp.constraint)
+        return Probe(tuple(trainings), sum(evaluations), forward_s(comp.model.cpu().eval()))
+
+
+def probe_all(runner: Any, steps: Any) -> tuple[dict[str, Probe], list[str]]:
+    """Probes of the compress steps among `steps` that are not cached, by step key, and a
+    line for each that could not be probed (its model's step stands in for it)."""
+    from harness.runner import _error
+
+    probes: dict[str, Probe] = {}
+    failed: list[str] = []
+    for st in steps:
+        if st.kind != "compress" or st.cached:
+            continue
+        try:
+            probes[st.key] = probe_compress(runner, st)
+        except Exception as exc:  # noqa: BLE001 - an estimate: the model's step stands in
+            failed.append(f"{st.label} ({_error(exc)})")
+    return probes, failed
+
+
 def student_of(run: Any) -> tuple[str, float | None] | None:
     """(the registry model a distillation or scratch run trains, its epochs override), or None
     for any other run: that student's own step, not the suite model's, is what it costs."""
@@ -160,10 +278,11 @@ def train_size(runner: Any, recipe: Any) -> int:
 
 
 def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
-                 rounds: int | None = None) -> float:
+                 rounds: int | None = None, probes: dict[str, Probe] | None = None) -> float:
     """The estimated seconds of one step on one CPU worker (0 when it is a cache hit). A
     measure step is costed at the profile's full rounds, or at `rounds` (e.g. its early stop's
-    first check, for the lower end of a profile with a `precision`)."""
+    first check, for the lower end of a profile with a `precision`). A compress step with a
+    probe in `probes` (by step key) is costed by it; else by its model's (or student's) step."""
     c = costs[step.model]
     prof = runner.profile
     eval_n = prof.eval_samples or 10000
@@ -182,13 +301,16 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
         if step.cached:
             return 0.0
         method = step.run.method if step.run else ""
+        extra = 2 * c.export_s if method in INT8_METHODS else c.export_s  # + quantizers
+        probe = (probes or {}).get(step.key)
+        if probe is not None:
+            return probe.seconds(math.ceil(eval_n / big)) + extra
         recipe = prof.train if student else prof.finetune
         epochs = (student[1] if student and student[1] is not None else recipe.epochs)
         steps = epochs * math.ceil(train_size(runner, recipe) / recipe.batch_size)
         per_step = own.train_step_s
         if student and method != "scratch":  # the teacher's forward pass on every batch
             per_step += c.teacher_forward_s if own is not c else 0.3 * c.train_step_s
-        extra = 2 * c.export_s if method in INT8_METHODS else c.export_s  # + quantizers
         return steps * per_step + 2 * math.ceil(eval_n / big) * own.forward_s[big] + extra
     timing = prof.timing
     cfg = timing.config()

@@ -6,13 +6,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import torch
 
 from conftest import run_cli, tiny_suite
 from harness import costs
 from harness import suite as suites
+from harness.api import Compressed, Context
+from harness.registry import METHODS
 from harness.plan import Plan, Step
 from harness.runner import RunOptions, Runner
 from harness.suite import MethodRun
@@ -122,6 +128,7 @@ def test_harness_plan_prints_steps_costs_and_makespans(tmp_path: Path) -> None:
     assert "baseline 1 steps (0 cached)" in out and "compress 2 steps (0 cached)" in out
     assert "measure 3 steps (0 cached)" in out
     assert "calls on onnxruntime-cpu: b=1" in out and "critical path:" in out
+    assert "probing the training of 2 compress steps" in r.stderr and "not probed" not in r.stderr
     assert "1 workers + 1 timing node(s):" in out and "4 workers + 1 timing node(s):" in out
     assert "first check" not in out  # no early stop in this profile: one figure per kind
 
@@ -171,3 +178,93 @@ def test_harness_plan_warns_when_other_processes_load_the_machine(tmp_path: Path
     assert r.returncode == 0, r.stderr[-2000:]
     err = " ".join(r.stderr.split())
     assert "warning: other processes used" in err and "run `harness plan` on an idle" in err
+
+
+SLOW_STEP_S = 0.03  # what the test method's constraint adds to every step it trains
+
+
+class TwiceWithASlowConstraint:
+    """A method that fine-tunes inside apply (a quarter of the recipe), then asks the runner
+    for its fine-tune, both with a constraint that sleeps 30 ms after every step."""
+
+    name = "probe-test-twice"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
+        def slow(_: Any) -> None:
+            time.sleep(SLOW_STEP_S)
+        assert ctx.finetune is not None
+        ctx.finetune(model, epochs=0.25, constraint=slow)
+        return Compressed(model=model, constraint=slow)
+
+
+class Broken:
+    name = "probe-test-broken"
+    version = "1"
+
+    @dataclass(frozen=True)
+    class Config:
+        pass
+
+    def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
+        raise RuntimeError("this method cannot run here")
+
+
+def _compress(run: MethodRun, model: str = "lenet-5") -> Step:
+    return Step("compress", model, run.label, run, needs=("b",))
+
+
+def test_a_probe_times_each_training_loop_a_method_asks_for(runner: Runner) -> None:
+    """The probe runs the method on an untrained copy and times every loop it trains, on
+    what it trains (here: a constraint that adds 30 ms to each step), the runner's own
+    fine-tune included; a method that trains nothing (INT8 PTQ) costs no training; the
+    estimate of the step is the probe's. Session 9 (ResNet-56 quick, ORT): probed steps read
+    15-65 s where they took 15-60 s; without the probe QAT read 21 s (took 37 s) and INT8 PTQ
+    21 s (took 2 s)."""
+    if "probe-test-twice" not in METHODS:
+        METHODS.register()(TwiceWithASlowConstraint)
+    prof = runner.profile
+    per_epoch = -(-costs.train_size(runner, prof.finetune) // prof.finetune.batch_size)
+    rng = torch.get_rng_state()
+    twice = costs.probe_compress(runner, _compress(MethodRun("probe-test-twice")))
+    assert torch.equal(torch.get_rng_state(), rng)  # the plan's process draws nothing
+    assert [n for _, n in twice.trainings] == [round(0.25 * per_epoch),
+                                               round(prof.finetune.epochs * per_epoch)]
+    assert all(s >= SLOW_STEP_S for s, _ in twice.trainings)
+    pruned = costs.probe_compress(runner, _compress(MethodRun("l1-filter", {"ratio": 0.5})))
+    assert [n for _, n in pruned.trainings] == [round(prof.finetune.epochs * per_epoch)]
+    assert all(s < SLOW_STEP_S for s, _ in pruned.trainings)  # lenet-5: a few ms a step
+    assert costs.probe_compress(runner, _compress(MethodRun("int8-ptq"))).trainings == ()
+    c = {"lenet-5": costs.ModelCosts(0.1, {1: 0.01, 8: 0.05}, 0.2)}
+    step = _compress(MethodRun("probe-test-twice"))
+    batches = -(-prof.eval_samples // 8)
+    assert costs.step_seconds(runner, step, c, probes={step.key: twice}) == pytest.approx(
+        sum(s * n for s, n in twice.trainings) + 2 * batches * twice.forward_s + 0.2)
+
+
+def test_a_distillation_probe_trains_the_student_on_the_baseline_recipe(runner: Runner) -> None:
+    """kd trains the student (not the suite's model) for the baseline recipe's steps, its
+    loss running the teacher too."""
+    prof = runner.profile
+    per_epoch = -(-costs.train_size(runner, prof.train) // prof.train.batch_size)
+    kd = costs.probe_compress(runner, _compress(MethodRun("kd", {"student": "lenet-300-100"})))
+    assert [n for _, n in kd.trainings] == [round(prof.train.epochs * per_epoch)]
+
+
+def test_a_step_that_cannot_be_probed_is_named_and_costed_by_its_models_step(
+        runner: Runner) -> None:
+    if "probe-test-broken" not in METHODS:
+        METHODS.register()(Broken)
+    broken, fine = _compress(MethodRun("probe-test-broken")), _compress(MethodRun("int8-ptq"))
+    cached = Step("compress", "lenet-5", "c", MethodRun("qat"), cached=True)
+    probes, failed = costs.probe_all(runner, [broken, fine, cached])
+    assert set(probes) == {fine.key}  # a cached step is not probed
+    assert len(failed) == 1 and failed[0].startswith(
+        "compress lenet-5 probe-test-broken (RuntimeError: this method cannot run here")
+    c = {"lenet-5": costs.ModelCosts(0.1, {1: 0.01, 8: 0.05}, 0.2)}
+    assert costs.step_seconds(runner, broken, c, probes=probes) == pytest.approx(
+        costs.step_seconds(runner, broken, c))
