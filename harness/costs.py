@@ -58,10 +58,17 @@ class ModelCosts:
     # each step of a distillation (where the student was not measured, 0.3 of a training step
     # of the teacher stands in for it)
     teacher_forward_s: float = 0.0
+    # scoring n outputs against their labels (`fixed + per_item x n`): nothing for top-1;
+    # decoding, NMS and mAP for a detector, which took 2 of a quick pass's 3.6 s on YOLOv2-tiny
+    score_fixed_s: float = 0.0
+    score_item_s: float = 0.0
 
     def call_s(self, target: str | None, batch: int) -> float:
         """One inference call on `target` (torch eager where it could not be timed)."""
         return self.runtime_s.get(target or "", {}).get(batch, self.forward_s[batch])
+
+    def score_s(self, n: int) -> float:
+        return self.score_fixed_s + self.score_item_s * n
 
 
 def _best_time(fn: Any, repeats: int = 5) -> float:
@@ -111,32 +118,72 @@ def measure_model(runner: Any, name: str) -> ModelCosts:
         _export(model, shape, path)
         export = time.perf_counter() - t0
         runtime = {t: _runtime_calls(runner, t, model, path, shape) for t in runner.targets}
-    return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c}, train_fwd)
+    fixed, item = _scoring(runner, model, shape, max(runner.profile.timing.batch_sizes))
+    return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c}, train_fwd,
+                      fixed, item)
+
+
+def _scoring(runner: Any, model: torch.nn.Module, shape: tuple[int, ...], batch: int
+             ) -> tuple[float, float]:
+    """(fixed, per item) seconds of the task's scorer on outputs of `model`: one batch of
+    synthetic inputs scored as it is and tiled 4x, a line through the two. A detector's
+    decoder keeps nearly every box (score threshold 0.005) up to 100 per image, trained or not,
+    so an untrained model's outputs cost what a trained one's do."""
+    from harness.scoring import ClassifyScorer, DetectScorer
+
+    detect = runner.task == "detect"
+    x, y = _synthetic(batch, shape, runner.dataset.num_classes, detect).tensors
+    with torch.inference_mode():
+        out = model.eval()(x).float().numpy()
+    scorer = DetectScorer(model, runner.dataset.num_classes) if detect else ClassifyScorer()
+    labels = y.numpy()
+    one = _best_time(lambda: scorer.score(out, labels), 2)
+    four = _best_time(lambda: scorer.score(np.concatenate([out] * 4),
+                                           np.concatenate([labels] * 4)), 2)
+    item = max(0.0, (four - one) / (3 * batch))
+    return max(0.0, one - item * batch), item
 
 
 @dataclass(frozen=True)
 class Probe:
     """What a compress step's method did on an untrained copy of its model: the training loops
     it runs (seconds of one optimiser step on what it trains, and that loop's steps in the real
-    run), the seconds of its own evaluation passes, and one inference call of the network it
-    leaves at the evaluation batch size (the runner scores that network twice)."""
+    run), one inference call at the evaluation batch size of each network it evaluated itself,
+    and of the network it leaves, which the runner scores `passes` times (before and after its
+    fine-tune; once where nothing was fine-tuned or the method gave its one-shot score)."""
 
     trainings: tuple[tuple[float, int], ...]
-    evaluate_s: float
+    evaluations: tuple[float, ...]
     forward_s: float
+    passes: int = 2
 
-    def seconds(self, eval_batches: int) -> float:
-        return (sum(s * n for s, n in self.trainings) + self.evaluate_s
-                + 2 * eval_batches * self.forward_s)
+    def seconds(self, eval_batches: int, score_s: float = 0.0) -> float:
+        """The step's seconds, each evaluation pass `eval_batches` calls and one scoring."""
+        calls = [*self.evaluations, *[self.forward_s] * self.passes]
+        return (sum(s * n for s, n in self.trainings)
+                + sum(eval_batches * f + score_s for f in calls))
 
 
-def _synthetic(n: int, shape: tuple[int, ...], classes: int) -> Any:
-    """`n` random inputs and labels: what a probe trains on (planning needs no data)."""
+SYNTHETIC_OBJECTS = 3  # boxes in each synthetic detection image (the datasets have 1-42)
+
+
+def _synthetic(n: int, shape: tuple[int, ...], classes: int, detect: bool = False) -> Any:
+    """`n` random inputs and labels: what a probe trains on (planning needs no data). For a
+    detector, labels are the datasets' padded (n, objects, 6) rows of class, pixel box and
+    difficult flag: `SYNTHETIC_OBJECTS` random boxes each, at least an eighth of the image."""
     from torch.utils.data import TensorDataset
 
     g = torch.Generator().manual_seed(0)
-    return TensorDataset(torch.randn(n, *shape, generator=g),
-                         torch.randint(0, classes, (n,), generator=g))
+    x = torch.randn(n, *shape, generator=g)
+    if not detect:
+        return TensorDataset(x, torch.randint(0, classes, (n,), generator=g))
+    h, w = shape[-2:]
+    size = torch.tensor([w, h, w, h], dtype=torch.float32)
+    corner = torch.rand(n, SYNTHETIC_OBJECTS, 2, generator=g) * 0.5
+    extent = 0.125 + torch.rand(n, SYNTHETIC_OBJECTS, 2, generator=g) * 0.375
+    boxes = torch.cat([corner, corner + extent], dim=2) * size
+    label = torch.randint(0, classes, (n, SYNTHETIC_OBJECTS, 1), generator=g).float()
+    return TensorDataset(x, torch.cat([label, boxes, torch.zeros(n, SYNTHETIC_OBJECTS, 1)], 2))
 
 
 def _loop_steps(runner: Any, recipe: Any, epochs: float | None) -> int:
@@ -151,30 +198,32 @@ def probe_compress(runner: Any, step: Step) -> Probe:
     fine-tune when the method asks for one): each times `PROBE_STEPS` steps of the real `fit`
     on the network, loss, masks, constraint and extra parameters the method hands it, and keeps
     the fastest after the first. INT8 toolchains of the run's targets are not run (the probe
-    asks for none). Raises what the method raises (the caller falls back); classification
-    only (a detector's loss needs real boxes)."""
+    asks for none); a detector trains on synthetic boxes (`_synthetic`). Raises what the
+    method raises (the caller falls back)."""
     from harness.api import Context
     from harness.registry import METHODS
     from harness.train import fit, predict_logits
 
-    if runner.task != "classify":
-        raise ValueError("only classification steps are probed")
     assert step.run is not None
     shape = tuple(runner.dataset.input_shape)
     classes = runner.dataset.num_classes
+    detect = runner.task == "detect"
+
     prof = runner.profile
     big = max(prof.timing.batch_sizes)
-    eval_batches = math.ceil((prof.eval_samples or 10000) / big)
     trainings: list[tuple[float, int]] = []
-    evaluations: list[float] = []
+    evaluations: list[float] = []  # one call of each network the method evaluates
+
+    def synthetic(n: int) -> Any:
+        return _synthetic(n, shape, classes, detect)
 
     def trainer(recipe: Any) -> Any:
         def train(model: torch.nn.Module, epochs: float | None = None, masks: Any = None,
                   loss: Any = None, extra_params: Any = None, constraint: Any = None) -> Any:
             stamps: list[float] = []
             short = dataclasses.replace(recipe, epochs=1, train_samples=None, milestones=())
-            fit(model, _synthetic(PROBE_STEPS * recipe.batch_size, shape, classes), short,
-                masks=masks, constraint=constraint, loss_fn=loss or runner.loss,
+            fit(model, synthetic(PROBE_STEPS * recipe.batch_size), short, masks=masks,
+                constraint=constraint, loss_fn=loss or runner.loss,
                 device=runner.o.device, seed=runner.o.suite.seed, extra_params=extra_params,
                 progress=lambda _: stamps.append(time.perf_counter()))
             step_s = min(b - a for a, b in zip(stamps, stamps[1:], strict=False))
@@ -183,28 +232,33 @@ def probe_compress(runner: Any, step: Step) -> Probe:
         return train
 
     def forward_s(model: torch.nn.Module) -> float:
-        x = _synthetic(big, shape, classes)
+        x = synthetic(big)
         return _best_time(lambda: predict_logits(model, x, None, big, runner.o.device), 2)
 
     def evaluate(model: torch.nn.Module) -> float:
-        evaluations.append(eval_batches * forward_s(model))
+        evaluations.append(forward_s(model))
         return 0.0
 
     with torch.random.fork_rng(devices=[]), tempfile.TemporaryDirectory() as tmp:
         model = runner._seeded(step.model)
-        ctx = Context(train_data=_synthetic(PROBE_STEPS * prof.train.batch_size, shape, classes),
-                      test_data=_synthetic(big, shape, classes), num_classes=classes,
-                      input_shape=shape, device=runner.o.device,
-                      teacher=copy.deepcopy(model), finetune=trainer(prof.finetune),
-                      train=trainer(prof.train), train_epochs=prof.train.epochs,
-                      evaluate=evaluate, log=lambda _: None, seed=runner.o.suite.seed,
-                      workdir=Path(tmp), targets=(),
-                      calibration=lambda n: _synthetic(n, shape, classes))
+        ctx = Context(train_data=synthetic(PROBE_STEPS * prof.train.batch_size),
+                      test_data=synthetic(big), num_classes=classes, input_shape=shape,
+                      device=runner.o.device, teacher=copy.deepcopy(model),
+                      finetune=trainer(prof.finetune), train=trainer(prof.train),
+                      train_epochs=prof.train.epochs, evaluate=evaluate, log=lambda _: None,
+                      seed=runner.o.suite.seed, workdir=Path(tmp), targets=(),
+                      calibration=synthetic)
         method = METHODS.get(step.run.method)
         comp = method().apply(model, method.Config(**step.run.config), ctx)
-        if comp.finetune and prof.finetune.epochs > 0:  # the runner's fine-tune
+        trained = comp.finetune and prof.finetune.epochs > 0
+        if trained:  # the runner's fine-tune
             trainer(prof.finetune)(comp.model, masks=comp.masks, constraint=comp.constraint)
-        return Probe(tuple(trainings), sum(evaluations), forward_s(comp.model.cpu().eval()))
+        # as `Runner._compress` scores: top1_pruned unless the method gave it, top1_retrained
+        # unless nothing was trained since
+        one_shot = comp.top1_pruned is not None
+        passes = (0 if one_shot else 1) + (1 if trained or one_shot else 0)
+        return Probe(tuple(trainings), tuple(evaluations), forward_s(comp.model.cpu().eval()),
+                     passes)
 
 
 def probe_all(runner: Any, steps: Any) -> tuple[dict[str, Probe], list[str]]:
@@ -287,7 +341,7 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
     prof = runner.profile
     eval_n = prof.eval_samples or 10000
     big = max(prof.timing.batch_sizes)
-    evaluate = math.ceil(eval_n / big) * c.forward_s[big]
+    evaluate = math.ceil(eval_n / big) * c.forward_s[big] + c.score_s(eval_n)
     if step.kind == "baseline":
         if step.cached:
             return evaluate + c.export_s
@@ -304,18 +358,20 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
         extra = 2 * c.export_s if method in INT8_METHODS else c.export_s  # + quantizers
         probe = (probes or {}).get(step.key)
         if probe is not None:
-            return probe.seconds(math.ceil(eval_n / big)) + extra
+            return probe.seconds(math.ceil(eval_n / big), c.score_s(eval_n)) + extra
         recipe = prof.train if student else prof.finetune
         epochs = (student[1] if student and student[1] is not None else recipe.epochs)
         steps = epochs * math.ceil(train_size(runner, recipe) / recipe.batch_size)
         per_step = own.train_step_s
         if student and method != "scratch":  # the teacher's forward pass on every batch
             per_step += c.teacher_forward_s if own is not c else 0.3 * c.train_step_s
-        return steps * per_step + 2 * math.ceil(eval_n / big) * own.forward_s[big] + extra
+        return (steps * per_step + extra
+                + 2 * (math.ceil(eval_n / big) * own.forward_s[big] + c.score_s(eval_n)))
     timing = prof.timing
     cfg = timing.config()
     calls = 0.0
-    evaluate = math.ceil(eval_n / big) * own.call_s(step.target, big)  # accuracy on the runtime
+    # accuracy on the runtime: its calls, then the same scoring
+    evaluate = math.ceil(eval_n / big) * own.call_s(step.target, big) + c.score_s(eval_n)
     for b in timing.batch_sizes:
         cand, ref = own.call_s(step.target, b), c.call_s(step.target, b)
         per = calls_per_round(cfg, min(cand, ref), cand + ref)
