@@ -203,15 +203,12 @@ class TwiceWithASlowConstraint:
         return Compressed(model=model, constraint=slow)
 
 
-class Broken:
+class Broken(TwiceWithASlowConstraint):
+    """A method that fails before it trains anything."""
+
     name = "probe-test-broken"
-    version = "1"
 
-    @dataclass(frozen=True)
-    class Config:
-        pass
-
-    def apply(self, model: Any, cfg: Config, ctx: Context) -> Compressed:
+    def apply(self, model: Any, cfg: Any, ctx: Context) -> Compressed:
         raise RuntimeError("this method cannot run here")
 
 
