@@ -332,8 +332,11 @@ def plan(
             console.print(f"    calls on {t}: {said}", markup=False, highlight=False)
     if steps:
         for st in p.steps:
+            pr = probes.get(st.key)
+            how = ("" if pr is None else "  trains " + (" + ".join(
+                f"{n} x {1e3 * t:.0f} ms" for t, n in pr.trainings) or "nothing"))
             console.print(f"  {st.label:<60} {'cached' if st.cached else '':<7} "
-                          f"{_hms(secs[st.key])}", markup=False, highlight=False)
+                          f"{_hms(secs[st.key])}{how}", markup=False, highlight=False)
     console.print(f"local executor (one process): {_hms(sum(secs.values()))}", markup=False,
                   highlight=False)
     console.print(f"critical path: {_hms(costs.critical_path(p, secs))} on CPU, "

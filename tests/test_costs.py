@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import time
@@ -122,9 +123,12 @@ def test_measure_model_times_the_exported_network_on_the_runs_targets(runner: Ru
 def test_harness_plan_prints_steps_costs_and_makespans(tmp_path: Path) -> None:
     suite = tiny_suite(tmp_path, models='["lenet-5"]')
     r = run_cli("plan", "--suite", str(suite), "--profile", "smoke", "--store",
-                str(tmp_path / "r.db"), "--workers", "1", "--workers", "4")
+                str(tmp_path / "r.db"), "--workers", "1", "--workers", "4", "--steps")
     assert r.returncode == 0, r.stderr[-2000:]
     out = " ".join(r.stdout.split())  # rich wraps long lines
+    # each probed step says what it trains: the tiny recipe's half-epoch fine-tune of mnist
+    assert re.search(r"compress lenet-5 l1-filter\[ratio=0.5\] \d\d:\d\d:\d\d trains "
+                     r"469 x \d+ ms", out), out
     assert "tiny (smoke): 6 steps to run, 0 cells already stored" in out
     assert "baseline 1 steps (0 cached)" in out and "compress 2 steps (0 cached)" in out
     assert "measure 3 steps (0 cached)" in out
