@@ -208,7 +208,6 @@ def probe_compress(runner: Any, step: Step) -> Probe:
     shape = tuple(runner.dataset.input_shape)
     classes = runner.dataset.num_classes
     detect = runner.task == "detect"
-
     prof = runner.profile
     big = max(prof.timing.batch_sizes)
     trainings: list[tuple[float, int]] = []
