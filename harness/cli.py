@@ -289,12 +289,17 @@ def plan(
     names = costs.models_to_measure(s.models, p)  # the suite's and its students
     err.print(f"measuring per-step costs of {', '.join(names)} on this machine ...",
               markup=False, highlight=False)
-    todo = [st for st in p.steps if st.kind == "compress" and not st.cached] if probe else []
+    todo = [st for st in p.steps if costs.worth_probing(runner, st)] if probe else []
+    short = sum(1 for st in p.steps if st.kind == "compress" and not st.cached) - len(todo)
     with Window() as window:
         per_model = {m: costs.measure_model(runner, m) for m in names}
         if todo:
             err.print(f"probing the training of {len(todo)} compress steps ...", markup=False,
                       highlight=False)
+        if probe and short:
+            err.print(f"{short} compress steps train fewer than {costs.PROBE_MIN_STEPS} "
+                      "optimiser steps: not probed (the probe would cost a tenth of the step "
+                      "or more), their model's step stands in", markup=False, highlight=False)
         probes, not_probed = costs.probe_all(runner, todo)
     if window.others_beyond_doubt() > MAX_OTHER_CPU:  # best of 5 cannot undo a loaded machine
         err.print(f"warning: other processes used {window.other_cpu:.1f} of {window.cores} "

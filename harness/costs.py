@@ -45,6 +45,10 @@ KNOWN_TRAIN_SIZES = {"cifar10": 50000, "fashion-mnist": 60000, "mnist": 60000,
 STUDENT_METHODS = ("kd", "fitnets", "scratch")  # train a student on the baseline's budget
 INT8_METHODS = ("int8-ptq", "qat")
 PROBE_STEPS = 3  # optimiser steps a probe runs per training loop: the first warms up
+# a compress step whose recipe trains fewer optimiser steps is not probed: the probe would
+# cost a tenth of the step or more (voc-detection smoke: 8 min of probing for 2-step
+# fine-tunes of Faster R-CNN, against 2.6 min without)
+PROBE_MIN_STEPS = 10 * PROBE_STEPS
 
 
 @dataclass(frozen=True)
@@ -260,15 +264,25 @@ def probe_compress(runner: Any, step: Step) -> Probe:
                      passes)
 
 
+def worth_probing(runner: Any, step: Step) -> bool:
+    """Is `step` an uncached compress step whose recipe trains at least `PROBE_MIN_STEPS`
+    optimiser steps (a student's: the baseline recipe, with its epochs override)?"""
+    if step.kind != "compress" or step.cached:
+        return False
+    student = student_of(step.run)
+    recipe = runner.profile.train if student else runner.profile.finetune
+    return _loop_steps(runner, recipe, student[1] if student else None) >= PROBE_MIN_STEPS
+
+
 def probe_all(runner: Any, steps: Any) -> tuple[dict[str, Probe], list[str]]:
-    """Probes of the compress steps among `steps` that are not cached, by step key, and a
-    line for each that could not be probed (its model's step stands in for it)."""
+    """Probes of the steps among `steps` worth probing, by step key, and a line for each that
+    could not be probed (its model's step stands in for it)."""
     from harness.runner import _error
 
     probes: dict[str, Probe] = {}
     failed: list[str] = []
     for st in steps:
-        if st.kind != "compress" or st.cached:
+        if not worth_probing(runner, st):
             continue
         try:
             probes[st.key] = probe_compress(runner, st)

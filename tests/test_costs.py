@@ -265,6 +265,10 @@ def test_a_step_that_cannot_be_probed_is_named_and_costed_by_its_models_step(
     cached = Step("compress", "lenet-5", "c", MethodRun("qat"), cached=True)
     probes, failed = costs.probe_all(runner, [broken, fine, cached])
     assert set(probes) == {fine.key}  # a cached step is not probed
+    # nor one whose fine-tune is shorter than the probe's worth (469 steps here)
+    runner.profile = dataclasses.replace(runner.profile, finetune=dataclasses.replace(
+        runner.profile.finetune, train_samples=64 * (costs.PROBE_MIN_STEPS - 1)))
+    assert not costs.worth_probing(runner, fine) and costs.probe_all(runner, [fine]) == ({}, [])
     assert len(failed) == 1 and failed[0].startswith(
         "compress lenet-5 probe-test-broken (RuntimeError: this method cannot run here")
     c = {"lenet-5": costs.ModelCosts(0.1, {1: 0.01, 8: 0.05}, 0.2)}
