@@ -264,14 +264,20 @@ def probe_compress(runner: Any, step: Step) -> Probe:
                      passes)
 
 
+def _recipe_steps(runner: Any, run: Any) -> int:
+    """The optimiser steps a compress step's recipe trains: a student's, the baseline recipe
+    with its epochs override; any other method's, one fine-tune."""
+    student = student_of(run)
+    recipe = runner.profile.train if student else runner.profile.finetune
+    return _loop_steps(runner, recipe, student[1] if student else None)
+
+
 def worth_probing(runner: Any, step: Step) -> bool:
     """Is `step` an uncached compress step whose recipe trains at least `PROBE_MIN_STEPS`
-    optimiser steps (a student's: the baseline recipe, with its epochs override)?"""
+    optimiser steps?"""
     if step.kind != "compress" or step.cached:
         return False
-    student = student_of(step.run)
-    recipe = runner.profile.train if student else runner.profile.finetune
-    return _loop_steps(runner, recipe, student[1] if student else None) >= PROBE_MIN_STEPS
+    return _recipe_steps(runner, step.run) >= PROBE_MIN_STEPS
 
 
 def probe_all(runner: Any, steps: Any) -> tuple[dict[str, Probe], list[str]]:
@@ -358,9 +364,7 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
     if step.kind == "baseline":
         if step.cached:
             return evaluate + c.export_s
-        steps = prof.train.epochs * math.ceil(train_size(runner, prof.train)
-                                              / prof.train.batch_size)
-        return steps * c.train_step_s + evaluate + c.export_s
+        return _loop_steps(runner, prof.train, None) * c.train_step_s + evaluate + c.export_s
     student = student_of(step.run)
     # the network the step trains or times: a measured student, else the suite's model
     own = costs.get(student[0], c) if student else c
@@ -372,9 +376,7 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
         probe = (probes or {}).get(step.key)
         if probe is not None:
             return probe.seconds(math.ceil(eval_n / big), c.score_s(eval_n)) + extra
-        recipe = prof.train if student else prof.finetune
-        epochs = (student[1] if student and student[1] is not None else recipe.epochs)
-        steps = epochs * math.ceil(train_size(runner, recipe) / recipe.batch_size)
+        steps = _recipe_steps(runner, step.run)
         per_step = own.train_step_s
         if student and method != "scratch":  # the teacher's forward pass on every batch
             per_step += c.teacher_forward_s if own is not c else 0.3 * c.train_step_s
