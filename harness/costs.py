@@ -66,6 +66,9 @@ class ModelCosts:
     # decoding, NMS and mAP for a detector, which took 2 of a quick pass's 3.6 s on YOLOv2-tiny
     score_fixed_s: float = 0.0
     score_item_s: float = 0.0
+    # sizing the exported file (its bytes and zlib level-9 bytes, `metrics.file_sizes`): 0.1 s
+    # for ResNet-56, 1.6 s for a dense ResNet-18; a sparse network's zeros make it much slower
+    size_s: float = 0.0
 
     def call_s(self, target: str | None, batch: int) -> float:
         """One inference call on `target` (torch eager where it could not be timed)."""
@@ -90,22 +93,21 @@ def _best_time(fn: Any, repeats: int = 5) -> float:
 def measure_model(runner: Any, name: str) -> ModelCosts:
     """Time one training step, one inference call per batch size and one export of `name`."""
     from harness.export import _export
+    from harness.metrics import file_sizes
+    from harness.train import optimizer
 
     model = runner._fresh(name)
     shape = tuple(runner.dataset.input_shape)
     batch = runner.profile.train.batch_size
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, *shape)
-    classify = runner.task == "classify"
-    y = torch.randint(0, runner.dataset.num_classes, (batch,))
+    opt = optimizer(list(model.parameters()), runner.profile.train)  # the recipe's own
+    # the task's own loss on synthetic labels: a detector's target assignment (and a two-stage
+    # detector's proposal sampling) is part of its step
+    x, y = _synthetic(batch, shape, runner.dataset.num_classes, runner.task == "detect").tensors
 
     def train_step() -> None:
         model.train()
         opt.zero_grad()
-        out = model(x)
-        loss = (torch.nn.functional.cross_entropy(out, y) if classify
-                else out.float().pow(2).mean())  # a detector's loss costs about its forward
-        loss.backward()
+        runner.loss(model, x, y).backward()
         opt.step()
 
     step = _best_time(train_step)
@@ -121,10 +123,13 @@ def measure_model(runner: Any, name: str) -> ModelCosts:
         t0 = time.perf_counter()
         _export(model, shape, path)
         export = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        file_sizes(path)
+        size = time.perf_counter() - t0
         runtime = {t: _runtime_calls(runner, t, model, path, shape) for t in runner.targets}
     fixed, item = _scoring(runner, model, shape, max(runner.profile.timing.batch_sizes))
     return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c}, train_fwd,
-                      fixed, item)
+                      fixed, item, size)
 
 
 def _scoring(runner: Any, model: torch.nn.Module, shape: tuple[int, ...], batch: int
@@ -154,18 +159,22 @@ class Probe:
     it runs (seconds of one optimiser step on what it trains, and that loop's steps in the real
     run), one inference call at the evaluation batch size of each network it evaluated itself,
     and of the network it leaves, which the runner scores `passes` times (before and after its
-    fine-tune; once where nothing was fine-tuned or the method gave its one-shot score)."""
+    fine-tune; once where nothing was fine-tuned or the method gave its one-shot score), and
+    sizing that network's export (zlib level 9 takes 10x longer on a sparse network's zeros:
+    20 s for a ResNet-18 at half sparsity against 1.6 s dense; 0 where INT8 toolchains make
+    the artifacts instead)."""
 
     trainings: tuple[tuple[float, int], ...]
     evaluations: tuple[float, ...]
     forward_s: float
     passes: int = 2
+    size_s: float = 0.0
 
     def seconds(self, eval_batches: int, score_s: float = 0.0) -> float:
         """The step's seconds, each evaluation pass `eval_batches` calls and one scoring."""
         calls = [*self.evaluations, *[self.forward_s] * self.passes]
         return (sum(s * n for s, n in self.trainings)
-                + sum(eval_batches * f + score_s for f in calls))
+                + sum(eval_batches * f + score_s for f in calls) + self.size_s)
 
 
 SYNTHETIC_OBJECTS = 3  # boxes in each synthetic detection image (the datasets have 1-42)
@@ -260,8 +269,22 @@ def probe_compress(runner: Any, step: Step) -> Probe:
         # unless nothing was trained since
         one_shot = comp.top1_pruned is not None
         passes = (0 if one_shot else 1) + (1 if trained or one_shot else 0)
-        return Probe(tuple(trainings), tuple(evaluations), forward_s(comp.model.cpu().eval()),
-                     passes)
+        net = comp.model.cpu().eval()
+        size_s = 0.0 if runner.per_target(step.run) else _sizing_s(net)
+        return Probe(tuple(trainings), tuple(evaluations), forward_s(net), passes, size_s)
+
+
+def _sizing_s(model: torch.nn.Module) -> float:
+    """Seconds of `metrics.byte_sizes` on `model`'s weights, which are nearly all of its ONNX
+    file: zlib's time depends on where the zeros are, so it is timed on the network itself."""
+    from harness.metrics import byte_sizes
+
+    data = b"".join(t.detach().cpu().contiguous().numpy().tobytes()
+                    for t in model.state_dict().values()
+                    if isinstance(t, torch.Tensor) and t.is_floating_point())
+    t0 = time.perf_counter()
+    byte_sizes(data)
+    return time.perf_counter() - t0
 
 
 def _recipe_steps(runner: Any, run: Any) -> int:
@@ -362,9 +385,10 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
     big = max(prof.timing.batch_sizes)
     evaluate = math.ceil(eval_n / big) * c.forward_s[big] + c.score_s(eval_n)
     if step.kind == "baseline":
+        made = evaluate + c.export_s + c.size_s  # a cached baseline is exported again too
         if step.cached:
-            return evaluate + c.export_s
-        return _loop_steps(runner, prof.train, None) * c.train_step_s + evaluate + c.export_s
+            return made
+        return _loop_steps(runner, prof.train, None) * c.train_step_s + made
     student = student_of(step.run)
     # the network the step trains or times: a measured student, else the suite's model
     own = costs.get(student[0], c) if student else c
@@ -372,10 +396,13 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
         if step.cached:
             return 0.0
         method = step.run.method if step.run else ""
-        extra = 2 * c.export_s if method in INT8_METHODS else c.export_s  # + quantizers
+        # the export of the network it leaves; INT8's: the fp32 input, then its quantizers
+        export = 2 * c.export_s if method in INT8_METHODS else own.export_s
         probe = (probes or {}).get(step.key)
-        if probe is not None:
-            return probe.seconds(math.ceil(eval_n / big), c.score_s(eval_n)) + extra
+        if probe is not None:  # the probe timed the sizing on the network itself
+            return probe.seconds(math.ceil(eval_n / big), c.score_s(eval_n)) + export
+        # sizing the export: INT8 toolchains' artifacts are sized per target instead
+        extra = export + (0.0 if runner.per_target(step.run) else own.size_s)
         steps = _recipe_steps(runner, step.run)
         per_step = own.train_step_s
         if student and method != "scratch":  # the teacher's forward pass on every batch

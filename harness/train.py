@@ -99,6 +99,16 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor] | None) -> None
             params[name].mul_(mask)
 
 
+def optimizer(params: list[Any], recipe: Recipe) -> torch.optim.Optimizer:
+    """The recipe's optimiser over `params`: what `fit` trains with, and what `harness plan`
+    times a model's training step with (Adam's update touches every weight three times more
+    than plain SGD's; on YOLOv2-tiny's 1.0M weights the difference is lost in the noise)."""
+    if recipe.optimizer == "adam":
+        return torch.optim.Adam(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
+    return torch.optim.SGD(params, lr=recipe.lr, momentum=recipe.momentum,
+                           weight_decay=recipe.weight_decay)
+
+
 def fit(
     model: nn.Module,
     data: Any,
@@ -123,14 +133,7 @@ def fit(
     if recipe.train_samples:
         x_all, y_all = x_all[: recipe.train_samples], y_all[: recipe.train_samples]
     params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
-    if recipe.optimizer == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam(
-            params, lr=recipe.lr, weight_decay=recipe.weight_decay
-        )
-    else:
-        opt = torch.optim.SGD(
-            params, lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
-        )
+    opt = optimizer(params, recipe)
     n = len(x_all)
     steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
     total = max(1, round(recipe.epochs * steps_per_epoch))
