@@ -173,6 +173,15 @@ def peek(folder: Path) -> bool:
     return (folder / META).is_file()
 
 
+def verified(folder: Path) -> Entry | None:
+    """The verified entry in `folder`, or None; nothing is discarded or written (for planning:
+    a bad entry is `read_entry`'s to reject when a run comes to it)."""
+    try:
+        return _check(folder)[0]
+    except OSError:
+        return None
+
+
 def read_entry(folder: Path, log: Callable[[str], None]) -> Entry | None:
     """The verified entry in `folder`, or None (rebuild it). A present but bad entry (missing,
     truncated, unparseable or mismatching file) is discarded with one line through `log`."""

@@ -341,3 +341,40 @@ def test_a_detector_is_probed_on_synthetic_boxes_and_its_scoring_is_costed(
         assert (costs.step_seconds(r, step, scored, probes=probes)
                 - costs.step_seconds(r, step, unscored, probes=probes)) == pytest.approx(
             passes * one)
+
+
+def test_a_detectors_scoring_is_timed_on_its_cached_trained_baseline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Scoring depends on a detector's weights (untrained, YOLOv2-tiny keeps nearly every box:
+    3.5 s per 1000 images against about 2 s trained), so the plan scores the cached trained
+    baseline where the cache holds a verified one, and reads the cache without changing it: a
+    corrupted entry stays where it is for the run to reject."""
+    from test_detection import VOC_SUITE
+
+    from harness import cache, modeldata
+    from harness.runner import WEIGHTS
+
+    path = tmp_path / "voc.toml"
+    path.write_text(VOC_SUITE)
+    r = Runner(RunOptions(suite=suites.load(str(path)), profile="smoke",
+                          targets=["onnxruntime-cpu"], store=tmp_path / "r.db",
+                          cache_dir=tmp_path / "cache"))
+    scored: list[torch.nn.Module] = []
+    real = costs._scoring
+    monkeypatch.setattr(costs, "_scoring", lambda runner, model, *a: (scored.append(model),
+                                                                      real(runner, model, *a))[1])
+    costs.measure_model(r, "yolov2-tiny")  # nothing cached: the untrained model
+    trained = r._seeded("yolov2-tiny")
+    with torch.no_grad():
+        trained.head.bias.fill_(-30.0)  # "trained": no box clears the decoder's threshold
+    folder = r.baseline_folder("yolov2-tiny")
+    cache.write_entry(folder, {"model": "yolov2-tiny", "kind": "baseline"},
+                      {WEIGHTS: modeldata.state_bytes(trained)}, include=[])
+    costs.measure_model(r, "yolov2-tiny")
+    assert not torch.equal(scored[0].head.bias, trained.head.bias)
+    assert torch.equal(scored[1].head.bias, trained.head.bias)
+    weights = folder / WEIGHTS
+    weights.write_bytes(weights.read_bytes()[:-8] + b"corrupt!")
+    costs.measure_model(r, "yolov2-tiny")
+    assert not torch.equal(scored[2].head.bias, trained.head.bias)
+    assert (folder / cache.META).is_file() and weights.read_bytes().endswith(b"corrupt!")
