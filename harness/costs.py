@@ -286,7 +286,7 @@ def probe_compress(runner: Any, step: Step) -> Probe:
         one_shot = comp.top1_pruned is not None
         passes = (0 if one_shot else 1) + (1 if trained or one_shot else 0)
         net = comp.model.cpu().eval()
-        size_s = 0.0 if runner.per_target(step.run) else _sizing_s(net)
+        size_s = 0.0 if _per_target(runner, step.run) else _sizing_s(net)
         return Probe(tuple(trainings), tuple(evaluations), forward_s(net), passes, size_s)
 
 
