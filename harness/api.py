@@ -122,7 +122,13 @@ class Session(Protocol):
 
 
 class Target(Protocol):
-    """Where a model runs. `available()` is None when usable, else a one-line reason."""
+    """Where a model runs. `available()` is None when usable, else a one-line reason.
+
+    Optional class attributes the runner reads: `scores_accuracy` (False: timing only),
+    `settings` (runtime knobs beyond threads, passed to `prepare`), `session_threads` (True,
+    the default: each session owns its threads, so calls under timing.REOPEN_BELOW_MS are
+    timed on fresh sessions every round; False where sessions share the process's threads or
+    opening one is costly, as torch's)."""
 
     name: ClassVar[str]
 

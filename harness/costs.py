@@ -69,6 +69,9 @@ class ModelCosts:
     # sizing the exported file (its bytes and zlib level-9 bytes, `metrics.file_sizes`): 0.1 s
     # for ResNet-56, 1.6 s for a dense ResNet-18; a sparse network's zeros make it much slower
     size_s: float = 0.0
+    # target -> batch size -> opening a session of the exported network (measured where its
+    # calls are short enough for a measurement to reopen sessions every round)
+    open_s: dict[str, dict[int, float]] = field(default_factory=dict)
 
     def call_s(self, target: str | None, batch: int) -> float:
         """One inference call on `target` (torch eager where it could not be timed)."""
@@ -129,8 +132,9 @@ def measure_model(runner: Any, name: str) -> ModelCosts:
         runtime = {t: _runtime_calls(runner, t, model, path, shape) for t in runner.targets}
     scored = _cached_baseline(runner, name, model) if runner.task == "detect" else model
     fixed, item = _scoring(runner, scored, shape, max(runner.profile.timing.batch_sizes))
-    return ModelCosts(step, fwd, export, {t: c for t, c in runtime.items() if c}, train_fwd,
-                      fixed, item, size)
+    return ModelCosts(step, fwd, export, {t: c for t, (c, _) in runtime.items() if c},
+                      train_fwd, fixed, item, size,
+                      {t: o for t, (_, o) in runtime.items() if o})
 
 
 def _cached_baseline(runner: Any, name: str, model: torch.nn.Module) -> torch.nn.Module:
@@ -366,10 +370,12 @@ def models_to_measure(models: Any, plan: Plan) -> list[str]:
 
 
 def _runtime_calls(runner: Any, target_name: str, model: torch.nn.Module, path: Path,
-                   shape: tuple[int, ...]) -> dict[int, float]:
+                   shape: tuple[int, ...]) -> tuple[dict[int, float], dict[int, float]]:
     """One call per timed batch size of the exported network on `target_name`, opened as the
-    runner opens a cell's session (threads, runtime settings); {} where it cannot be opened
-    (the torch call then stands in)."""
+    runner opens a cell's session (threads, runtime settings), and, where that call is short
+    enough for a measurement to reopen sessions every round (`reopens`), what opening one
+    costs (the faster of two opens); ({}, {}) where it cannot be opened (the torch call then
+    stands in)."""
     from harness.api import Artifact
     from harness.registry import TARGETS
 
@@ -378,14 +384,29 @@ def _runtime_calls(runner: Any, target_name: str, model: torch.nn.Module, path: 
         with torch.inference_mode():
             out_shape = tuple(model(torch.zeros((1, *shape))).shape[1:])
         art = Artifact(path, model, shape, out_shape, "fp32")
-        out = {}
+        out, opens = {}, {}
+        settings = runner._settings(target)
+
+        def open_(b: int) -> tuple[Any, float]:
+            t0 = time.perf_counter()
+            sess = target.prepare(art, b, runner.threads, "fp32", **settings)
+            return sess, time.perf_counter() - t0
+
         for b in runner.profile.timing.batch_sizes:
-            sess = target.prepare(art, b, runner.threads, "fp32", **runner._settings(target))
+            sess, first = open_(b)
             x = np.random.default_rng(0).standard_normal((b, *shape)).astype(np.float32)
             out[b] = _best_time(lambda sess=sess, x=x: sess.run(x))
-        return out
+            if reopens(target, runner.profile.timing.config(), out[b]):
+                opens[b] = min(first, open_(b)[1])
+        return out, opens
     except Exception:  # noqa: BLE001 - an estimate: any runtime problem falls back to torch
-        return {}
+        return {}, {}
+
+
+def reopens(target: Any, cfg: Any, call_s: float) -> bool:
+    """Would a measurement on `target` with calls of `call_s` open fresh sessions every round
+    (`timing.measure_pair`, as the runner asks it)?"""
+    return bool(getattr(target, "session_threads", True)) and call_s * 1e3 < cfg.reopen_below_ms
 
 
 def train_size(runner: Any, recipe: Any) -> int:
@@ -438,13 +459,30 @@ def step_seconds(runner: Any, step: Step, costs: dict[str, ModelCosts],
     calls = 0.0
     # accuracy on the runtime: its calls, then the same scoring
     evaluate = math.ceil(eval_n / big) * own.call_s(step.target, big) + c.score_s(eval_n)
+    target = _target(step.target)
     for b in timing.batch_sizes:
         cand, ref = own.call_s(step.target, b), c.call_s(step.target, b)
         per = calls_per_round(cfg, min(cand, ref), cand + ref)
         # candidate and baseline interleaved: warm-up, then rounds of both sides' calls
         calls += (max(1, timing.warmup) + (rounds or timing.rounds) * (per + timing.rewarm)) \
             * (cand + ref)
+        if target is not None and reopens(target, cfg, min(cand, ref)):
+            # short calls: every round after the first opens and warms a fresh pair
+            opens = own.open_s.get(step.target or "", {}).get(b, 0.0) \
+                + c.open_s.get(step.target or "", {}).get(b, 0.0)
+            calls += ((rounds or timing.rounds) - 1) * (opens + max(1, timing.warmup)
+                                                        * (cand + ref))
     return evaluate + calls
+
+
+def _target(name: str | None) -> Any:
+    """The registered target `name` (None where there is none to ask)."""
+    from harness.registry import TARGETS
+
+    try:
+        return TARGETS.get(name)() if name else None
+    except Exception:  # noqa: BLE001 - an estimate: an unknown target reopens nothing
+        return None
 
 
 def makespan(plan: Plan, seconds: dict[str, float], workers: int, timing_nodes: int = 1,

@@ -95,15 +95,17 @@ def settled(cfg: TimingConfig, estimator: str) -> Callable[[Timing, Timing], boo
 
 
 def measure_until_clean(cand: Any, ref: Any, x: np.ndarray, cfg: TimingConfig, estimator: str,
-                        *, aa: bool, log: Callable[[str], None] = lambda why: None
+                        *, aa: bool, log: Callable[[str], None] = lambda why: None,
+                        reopen: Callable[[], tuple[Any, Any]] | None = None
                         ) -> tuple[Verdict, Speedup, Timing, Timing, Window, int]:
     """Time `cand` against `ref` interleaved; while the window was busy (or an A/A interval
     missed 1.0) re-measure, at most RETRIES times. Returns the best attempt (clean first, then
-    the narrowest CI) and how many attempts were made."""
+    the narrowest CI) and how many attempts were made. `reopen` opens fresh sessions of both
+    for short calls (`timing.measure_pair`)."""
     best: tuple[Verdict, Speedup, Timing, Timing, Window, int] | None = None
     for attempt in range(1 + RETRIES):
         with Window() as window:
-            ct, rt = measure_pair(cand, ref, x, cfg, settled(cfg, estimator))
+            ct, rt = measure_pair(cand, ref, x, cfg, settled(cfg, estimator), reopen)
         sp = stats.speedup(ct.by_round(), rt.by_round(), estimator)
         verdict = assess(sp, window, ct, rt, aa=aa)
         if best is None or better((verdict, sp), best[:2]):

@@ -44,9 +44,10 @@ from harness.train import Recipe, eval_arrays, fit, predict_logits
 
 TRAIN_CODE_VERSION = "2"  # bump when a recipe would produce other weights (2: seeded init)
 # bump when what a measurement stores changes (2: paired CI, quality, floors, raw samples;
-# 3: the early stop of `timing.precision`, one call per round under `max_seconds`). A new
+# 3: the early stop of `timing.precision`, one call per round under `max_seconds`; 4: calls
+# shorter than timing.REOPEN_BELOW_MS timed on fresh sessions every round). A new
 # version re-measures stored cells once (their models stay cached); old rows stay readable.
-MEASURE_VERSION = "3"
+MEASURE_VERSION = "4"
 
 
 def digest(obj: Any) -> str:
@@ -687,10 +688,14 @@ class Runner:
                    settings: dict[str, Any]) -> Any:
         key = (model, target, batch)
         if key not in self._refs:
-            t = TARGETS.get(target)()
-            art, _ = self._artifact(baseline, target)
-            self._refs[key] = t.prepare(art, batch, self.threads, "fp32", **settings)
+            self._refs[key] = self._open_reference(target, baseline, batch, settings)
         return self._refs[key]
+
+    def _open_reference(self, target: str, baseline: Prepared, batch: int,
+                        settings: dict[str, Any]) -> Any:
+        """A new session of the baseline on `target` (fp32, as every cell is timed against)."""
+        art, _ = self._artifact(baseline, target)
+        return TARGETS.get(target)().prepare(art, batch, self.threads, "fp32", **settings)
 
     def _settings(self, target: Any) -> dict[str, Any]:
         """The runtime settings a target takes beyond threads (e.g. ORT's spinning)."""
@@ -733,8 +738,13 @@ class Runner:
                 _note_prepare(row, cand, b)
                 first[b] = first_call_ns(cand, x)
             ref = self._reference(spec.name, target_name, baseline, b, settings)
+            # a runtime whose sessions own their threads is timed on fresh sessions per round
+            # where calls are short (timing.REOPEN_BELOW_MS); torch's threads are the process's
+            reopen = None if not getattr(target, "session_threads", True) else (
+                lambda b=b: (target.prepare(art, b, self.threads, art.precision, **settings),
+                             self._open_reference(target_name, baseline, b, settings)))
             verdict, sp, ct, rt, window, attempts = quality.measure_until_clean(
-                cand, ref, x, timing.config(), self.estimator, aa=aa,
+                cand, ref, x, timing.config(), self.estimator, aa=aa, reopen=reopen,
                 log=lambda why, b=b: self.ev.log(f"{spec.name} on {target_name} b={b}: noisy "
                                                  f"({why}), re-measuring"))
             meas.append({"batch_size": b, **ct.summary(),
@@ -747,6 +757,7 @@ class Runner:
                          "first_call_ms": sig3(first[b] / 1e6) if b in first else None,
                          "window": {**window.as_dict(), "attempts": attempts,
                                     "rounds": len(ct.rounds),
+                                    **({"sessions": ct.sessions} if ct.sessions > 1 else {}),
                                     **({"rewarm": timing.rewarm} if timing.rewarm else {}),
                                     "cv_candidate": round(stats.cv(ct.samples_ns), 4),
                                     "cv_reference": round(stats.cv(rt.samples_ns), 4)},

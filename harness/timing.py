@@ -29,6 +29,16 @@ SAFE_CHUNK = 13
 # a call this long or longer showed no switching bias at any chunk size (Faster R-CNN at batch
 # 1 and ResNet-18 at batch 32, calls of tens of ms; biased: 1-3 ms and 40 us calls)
 SHORT_CALL_MS = 10.0
+# a call shorter than this is timed on a fresh pair of sessions every round (where the caller
+# can open them, `measure_pair`'s `reopen`): a runtime session owns its thread pool, and where
+# its worker thread happens to wake costs tens of microseconds per call, fixed for the
+# session's life. Measured (`python -m harness.benchmarks.sessions`, 2 threads, 30 trials of
+# 16 rounds, each on fresh sessions): LeNet-300-100 at batch 1 on ORT (52 us calls) against
+# itself pruned by L1 0.25 read 1.23-3.03x on one session pair for all rounds, and 57% of the
+# CIs held the trials' median (A/A 77%); on a fresh pair every round 1.27-1.54x, 90% (A/A
+# 100%). OpenVINO, same calls: 83% -> 97% (A/A 80% -> 100%). LeNet-5 on ORT (185 us calls)
+# and ResNet-56 (2.4 ms) showed no such effect: their one-pair CIs held 95-100%.
+REOPEN_BELOW_MS = 0.1
 
 
 @dataclass(frozen=True)
@@ -57,10 +67,16 @@ class TimingConfig:
     # ResNet-18 b=1, true 4.14x): 1/4/13-call chunks read -28/-17/-2%; rewarm = 4 removes it.
     # Profiles keep >= 13 calls per chunk at batch 1 instead (rewarm would change every key).
     rewarm: int = 0
+    # a pair whose faster side's warm-up call is shorter than this many ms runs every round
+    # on freshly opened sessions, each warmed with `warmup` untimed calls (REOPEN_BELOW_MS:
+    # the session a runtime happens to open is a random effect the rounds alone cannot show)
+    reopen_below_ms: float = REOPEN_BELOW_MS
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.warmup < 0 or self.rounds < 1 or self.rewarm < 0:
             raise ValueError("iterations >= 1, warmup >= 0, rounds >= 1, rewarm >= 0")
+        if self.reopen_below_ms < 0:
+            raise ValueError("reopen_below_ms must be >= 0")
         if self.max_seconds is not None and self.max_seconds <= 0:
             raise ValueError("max_seconds must be > 0")
         if self.min_seconds is not None and self.min_seconds < 0:
@@ -85,6 +101,7 @@ class Timing:
     batch: int
     samples_ns: tuple[int, ...]
     rounds: tuple[int, ...] = ()  # calls per interleaved round, in order (sums to len(samples))
+    sessions: int = 1  # session pairs the rounds ran on (one per round where reopened)
 
     def by_round(self) -> list[tuple[int, ...]]:
         """The samples split into their rounds (one round when none were recorded)."""
@@ -235,6 +252,7 @@ def calls_per_round(cfg: TimingConfig, fast_s: float, pair_s: float) -> int:
 def measure_pair(
     candidate: Any, reference: Any, x: np.ndarray, cfg: TimingConfig,
     enough: Callable[[Timing, Timing], bool] | None = None,
+    reopen: Callable[[], tuple[Any, Any]] | None = None,
 ) -> tuple[Timing, Timing]:
     """Time candidate and reference interleaved: warm both, then alternate in `rounds` chunks
     (A,B / B,A / ...), each chunk after `rewarm` untimed calls. Calls per round: `iterations /
@@ -242,20 +260,34 @@ def measure_pair(
     estimated from the warm-up's median; at least one call each). With `cfg.precision`,
     `enough(candidate, reference)` is asked after `min_rounds` rounds and after every second
     round from there (an even count, so each side went first equally often); True ends the
-    pair there. The check runs between rounds, never inside one."""
+    pair there. The check runs between rounds, never inside one.
+
+    `reopen` opens a fresh (candidate, reference) pair. Given one, and calls shorter than
+    `cfg.reopen_below_ms`, every round after the first runs on a new pair, each session
+    warmed with `warmup` untimed calls just before its round (the round's second side first,
+    so the first side's chunk follows its own calls, as in the A,B / B,A order). Each round is
+    then an independent draw of the sessions as well as of the moment, and the CI over rounds
+    holds what a session adds (REOPEN_BELOW_MS). Opening and warming are never timed."""
     wa: list[int] = []
     wb: list[int] = []
     _calls(candidate, x, max(1, cfg.warmup), wa)
     _calls(reference, x, max(1, cfg.warmup), wb)
     a: list[int] = []
     b: list[int] = []
-    per = calls_per_round(cfg, min(float(np.median(wa)), float(np.median(wb))) / 1e9,
-                          (min(wa) + min(wb)) / 1e9)
+    fast_s = min(float(np.median(wa)), float(np.median(wb))) / 1e9
+    per = calls_per_round(cfg, fast_s, (min(wa) + min(wb)) / 1e9)
+    fresh = reopen is not None and fast_s * 1e3 < cfg.reopen_below_ms
     n = int(x.shape[0])
     first_check = cfg.first_check if enough is not None else None
     done = 0
     for r in range(cfg.rounds):
+        if fresh and r > 0:
+            assert reopen is not None
+            candidate, reference = reopen()
         first, second = ((candidate, a), (reference, b)) if r % 2 == 0 else ((reference, b), (candidate, a))
+        if fresh and r > 0:
+            _calls(second[0], x, max(1, cfg.warmup), [])
+            _calls(first[0], x, max(1, cfg.warmup), [])
         _calls(first[0], x, cfg.rewarm, [])
         _calls(first[0], x, per, first[1])
         _calls(second[0], x, cfg.rewarm, [])
@@ -266,4 +298,5 @@ def measure_pair(
                 and enough(Timing(n, tuple(a), (per,) * done), Timing(n, tuple(b), (per,) * done))):
             break
     sizes = (per,) * done
-    return Timing(n, tuple(a), sizes), Timing(n, tuple(b), sizes)
+    pairs = done if fresh else 1
+    return Timing(n, tuple(a), sizes, pairs), Timing(n, tuple(b), sizes, pairs)

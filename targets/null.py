@@ -27,6 +27,7 @@ class NullTarget:
 
     name: ClassVar[str] = "null"
     scores_accuracy: ClassVar[bool] = False
+    session_threads: ClassVar[bool] = False
 
     def available(self) -> str | None:
         return None

@@ -28,6 +28,7 @@ class OnnxRuntimeCPU:
     name: ClassVar[str] = "onnxruntime-cpu"
     scores_accuracy: ClassVar[bool] = True
     settings: ClassVar[tuple[str, ...]] = ("spinning",)  # runtime knobs beyond threads
+    session_threads: ClassVar[bool] = True  # each session its own intra-op pool
 
     def available(self) -> str | None:
         return missing("onnxruntime", "onnxruntime")

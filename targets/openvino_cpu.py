@@ -34,6 +34,7 @@ class OpenVINOCPU:
 
     name: ClassVar[str] = "openvino-cpu"
     scores_accuracy: ClassVar[bool] = True
+    session_threads: ClassVar[bool] = True  # each compiled model its own executor threads
 
     def available(self) -> str | None:
         return missing("openvino", "openvino")

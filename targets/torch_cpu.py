@@ -30,6 +30,7 @@ class TorchCPU:
 
     name: ClassVar[str] = "torch-cpu"
     scores_accuracy: ClassVar[bool] = True
+    session_threads: ClassVar[bool] = False  # torch's intra-op pool is the process's
 
     def available(self) -> str | None:
         return None

@@ -109,6 +109,7 @@ class TorchInductor:
 
     name: ClassVar[str] = "torch-inductor"
     scores_accuracy: ClassVar[bool] = True
+    session_threads: ClassVar[bool] = False  # the process's pool; and a compile per round
 
     def available(self) -> str | None:
         """Cheap (`harness list` asks every target): is a C++ compiler on PATH where Inductor

@@ -19,6 +19,7 @@ import torch
 
 from conftest import run_cli, tiny_suite
 from harness import costs
+from harness.timing import REOPEN_BELOW_MS
 from harness import suite as suites
 from harness.api import Compressed, Context
 from harness.registry import METHODS
@@ -118,6 +119,40 @@ def test_measure_model_times_the_exported_network_on_the_runs_targets(runner: Ru
     assert all(0 < v < 1.0 for v in c.runtime_s["onnxruntime-cpu"].values())
     assert c.call_s("onnxruntime-cpu", 8) == c.runtime_s["onnxruntime-cpu"][8]
     assert c.call_s("openvino-cpu", 8) == c.forward_s[8]
+    short = {b for b, v in c.runtime_s["onnxruntime-cpu"].items() if v * 1e3 < REOPEN_BELOW_MS}
+    assert set(c.open_s.get("onnxruntime-cpu", {})) == short
+
+
+def test_opening_a_session_is_timed_where_a_measurement_would_reopen_it(
+        runner: Runner, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every call counted short (LeNet-5's are about at the threshold): each batch size's
+    open is timed, on the runtime only."""
+    monkeypatch.setattr(costs, "reopens", lambda target, cfg, call_s: True)
+    c = costs.measure_model(runner, "lenet-5")
+    assert set(c.open_s) == {"onnxruntime-cpu"} and set(c.open_s["onnxruntime-cpu"]) == {1, 8}
+    assert all(0 < v < 5.0 for v in c.open_s["onnxruntime-cpu"].values())
+
+
+def test_short_calls_cost_a_fresh_warmed_pair_of_sessions_every_round(runner: Runner) -> None:
+    """Under timing.REOPEN_BELOW_MS a measure step opens and warms both sides again for every
+    round after the first (timing.measure_pair); torch's targets never reopen."""
+    run = MethodRun("l1-filter", {"ratio": 0.5})
+    on_ort = Step("measure", "lenet-5", "k1", run, "onnxruntime-cpu")
+    on_torch = Step("measure", "lenet-5", "k2", run, "torch-cpu")
+    fast = {1: 0.00005, 8: 0.002}  # b=1 under REOPEN_BELOW_MS, b=8 over
+    opened = costs.ModelCosts(0.1, fast, 0.2, {"onnxruntime-cpu": fast, "torch-cpu": fast},
+                              open_s={"onnxruntime-cpu": {1: 0.01}, "torch-cpu": {1: 0.01}})
+    unopened = dataclasses.replace(opened, open_s={})
+    timing = runner.profile.timing
+    assert timing.rounds > 1
+    ort, torch_ = (costs.step_seconds(runner, on_ort, {"lenet-5": opened}),
+                   costs.step_seconds(runner, on_torch, {"lenet-5": opened}))
+    opens = (timing.rounds - 1) * 2 * 0.01
+    warms = (timing.rounds - 1) * max(1, timing.warmup) * 2 * 0.00005
+    assert ort == pytest.approx(torch_ + opens + warms)
+    assert costs.step_seconds(runner, on_ort, {"lenet-5": unopened}) == pytest.approx(
+        ort - opens)
+    assert costs.step_seconds(runner, on_torch, {"lenet-5": unopened}) == pytest.approx(torch_)
 
 
 @pytest.mark.slow

@@ -169,6 +169,70 @@ def test_max_seconds_may_leave_one_call_per_round() -> None:
     assert ta.rounds == tb.rounds == (1,) * 4
 
 
+def test_short_calls_run_each_round_on_freshly_opened_sessions() -> None:
+    """With `reopen` and calls under reopen_below_ms, rounds 2.. each open a new pair; each new
+    session gets `warmup` untimed calls, the round's second side first, and no call of a
+    replaced session is timed again."""
+    log: list[str] = []
+    opened: list[int] = []
+
+    def reopen() -> tuple[Recorder, Recorder]:
+        opened.append(len(opened) + 1)
+        k = len(opened)
+        return Recorder(f"a{k}", log), Recorder(f"b{k}", log)
+
+    cfg = TimingConfig(iterations=8, warmup=2, rounds=4)
+    ta, tb = measure_pair(Recorder("a0", log), Recorder("b0", log), np.zeros((1, 3)), cfg,
+                          reopen=reopen)
+    assert opened == [1, 2, 3]
+    assert log == (["a0"] * 2 + ["b0"] * 2 + ["a0"] * 2 + ["b0"] * 2  # warm-up, round 1
+                   + ["a1"] * 2 + ["b1"] * 2 + ["b1"] * 2 + ["a1"] * 2  # B,A: A warmed first
+                   + ["b2"] * 2 + ["a2"] * 2 + ["a2"] * 2 + ["b2"] * 2
+                   + ["a3"] * 2 + ["b3"] * 2 + ["b3"] * 2 + ["a3"] * 2)
+    assert ta.sessions == tb.sessions == 4 and ta.rounds == (2,) * 4
+    # calls of 2 ms keep the pair they started with; so does a zero threshold
+    long: list[str] = []
+    ta, _ = measure_pair(Clock(2_000_000, long, "a"), Clock(2_000_000, long, "b"),
+                         np.zeros((1, 1)), TimingConfig(iterations=4, warmup=1, rounds=2),
+                         reopen=reopen)
+    assert len(opened) == 3 and ta.sessions == 1
+    ta, _ = measure_pair(Recorder("a", []), Recorder("b", []), np.zeros((1, 1)),
+                         TimingConfig(iterations=4, warmup=1, rounds=2, reopen_below_ms=0),
+                         reopen=reopen)
+    assert len(opened) == 3 and ta.sessions == 1
+    with pytest.raises(ValueError):
+        TimingConfig(reopen_below_ms=-1)
+
+
+def test_a_session_drawn_fast_or_slow_enters_the_ci_only_when_sessions_are_reopened() -> None:
+    """A runtime session's speed can be set for its life (which core its worker thread wakes
+    on): here each session is drawn 100 us or 250 us, the same network on both sides, so the
+    truth is 1.0x. One pair for all rounds reads the one draw, 2.5x with a tight CI that
+    excludes 1.0; fresh pairs per round read 1.0x with 1.0 inside the CI."""
+    from harness.stats import speedup
+
+    rng = np.random.default_rng(3)
+    calls: list[str] = []
+
+    def drawn(name: str) -> Clock:
+        return Clock(int(rng.choice([100_000, 250_000])), calls, name)
+
+    # calls of 100-250 us: a threshold above them (the default, 0.1 ms, is below)
+    cfg = TimingConfig(iterations=48, warmup=1, rounds=16, reopen_below_ms=1.0)
+    while True:  # a first pair that drew differently, the case one pair cannot see
+        a, b = drawn("a"), drawn("b")
+        if a.ns != b.ns:
+            break
+    ta, tb = measure_pair(a, b, np.zeros((1, 1)), cfg)
+    one = speedup(ta.by_round(), tb.by_round())
+    assert not one.ci_low <= 1.0 <= one.ci_high and ta.sessions == 1
+    assert abs(np.log(one.value)) > np.log(2.0)
+    ta, tb = measure_pair(a, b, np.zeros((1, 1)), cfg,
+                          reopen=lambda: (drawn("a"), drawn("b")))
+    fresh = speedup(ta.by_round(), tb.by_round())
+    assert fresh.ci_low <= 1.0 <= fresh.ci_high and ta.sessions == 16, fresh
+
+
 @pytest.mark.slow
 def test_a_suites_rewarm_reaches_the_timed_pairs_and_their_rows(tmp_path, data_dir, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """`timing.rewarm` in a suite: the runner's pairs make the untimed calls, the stored row
@@ -184,7 +248,9 @@ def test_a_suites_rewarm_reaches_the_timed_pairs_and_their_rows(tmp_path, data_d
 
     shutil.copytree(data_dir / "MNIST", tmp_path / "data" / "MNIST")
     path = tiny_suite(tmp_path, methods="")
-    path.write_text(path.read_text().replace("threads = 1", "threads = 1, rewarm = 3", 1))
+    # warmup 5: the median of 5 warm-up calls is what the reopen rule reads (1 call can be slow)
+    path.write_text(path.read_text().replace("threads = 1", "threads = 1, rewarm = 3", 1)
+                    .replace("warmup = 1,", "warmup = 5,", 1))
     seen: list[int] = []
     real = timing._calls
 
@@ -201,6 +267,12 @@ def test_a_suites_rewarm_reaches_the_timed_pairs_and_their_rows(tmp_path, data_d
     assert {r["batch_size"] for r in rows} == {1, 8}
     # per attempt at a pair: 2 rounds x 2 sides of (3 untimed calls, then 3 timed ones)
     assert seen.count(3) == sum(2 * 2 * 2 * r["attempts"] for r in rows), seen
+    # LeNet-300-100's batch-1 calls (~20 us on ORT) are under REOPEN_BELOW_MS: the second
+    # round ran on a fresh pair, its sessions warmed (warmup = 5) as the first pair was
+    ones = [r for r in rows if r["batch_size"] == 1]
+    assert ones and all(r["window"]["sessions"] == 2 for r in ones)
+    assert seen.count(5) >= sum(2 * 2 * r["attempts"] for r in ones) + sum(
+        2 * r["attempts"] for r in rows if r["batch_size"] != 1), seen
     for r in rows:
         assert r["window"]["rewarm"] == 3 and r["iterations"] == 6
         as_candidate = {**r, "method": "other"}  # the caveat's rule, on this row's numbers
