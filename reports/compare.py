@@ -53,6 +53,7 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
                if s["side"] == "candidate"}
     rows = []
     short = 0  # speedups timed in chunks that may read low (each row of either run)
+    reopened = 0  # pairs timed one on a single session pair, the other on fresh pairs
     for k in sorted(set(a) & set(b), key=str):
         ra, rb = a[k], b[k]
         sa = samples.get((ra["cell_key"], run_a, ra["batch_size"]))
@@ -60,6 +61,7 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
         change, ci = _change(sa, sb)
         low_a, low_b = bool(short_chunks(ra)), bool(short_chunks(rb))
         short += low_a + low_b
+        reopened += (_sessions(ra) > 1) != (_sessions(rb) > 1)
         rows.append({
             "model": ra["model"], "method": method_label(ra), "target": ra["target"],
             "batch_size": ra["batch_size"],
@@ -85,10 +87,21 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
                         f"{SAFE_CHUNK} calls shorter than {SHORT_CALL_MS:g} ms each: they may "
                         "read low, so a speedup_change between runs timed in other chunk "
                         "lengths may come from that (README \"Switching bias\")")
+    if reopened:
+        warnings.append(f"{reopened} pair(s) were timed on one session pair in one run and on a "
+                        "fresh pair every round in the other (window.sessions; measure version "
+                        "4 reopens calls under 0.1 ms): one session pair can misread such "
+                        "a speedup 2x, so a speedup_change between them may come from that "
+                        "(README \"Sessions as a random effect\")")
     only = len(set(a) ^ set(b))
     if only:
         warnings.append(f"{only} measurement(s) exist in only one of the runs and are not compared")
     return rows, warnings
+
+
+def _sessions(r: dict[str, Any]) -> int:
+    """The session pairs a row's rounds ran on (rows without the field: one)."""
+    return int((r.get("window") or {}).get("sessions") or 1)
 
 
 def _node(r: dict[str, Any]) -> tuple[Any, ...]:

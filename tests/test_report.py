@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html as htmllib
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -171,6 +172,37 @@ def test_compare_marks_speedups_timed_in_short_chunks(filled: Path, tmp_path: Pa
     assert res.returncode == 0, res.stderr
     assert f"{len(marked)} speedup(s) marked * were timed in chunks" in res.stderr
     assert "marked *" in page.read_text()
+
+
+def test_compare_warns_when_one_run_reopened_sessions_and_the_other_did_not(
+        filled: Path, tmp_path: Path) -> None:
+    """A store's second run altered to read as if measured before measure version 4 (one
+    session pair for all rounds: no `window.sessions`): every pair whose first-run row ran on
+    fresh pairs is counted in one warning; altered to fresh pairs everywhere, the first run's
+    one-pair rows are the ones counted (none: no warning)."""
+    st = Store(filled / "r.db")
+    runs = [r["run_id"] for r in st.runs()]
+
+    def sessions(run: str) -> dict[tuple[Any, ...], int]:
+        return {(r["model"], r["method"], json.dumps(r["method_config"], sort_keys=True),
+                 r["target"], r["batch_size"]): (r.get("window") or {}).get("sessions", 1)
+                for r in st.rows(run_id=run) if r["status"] == "ok"}
+
+    both = sessions(runs[1])
+    first = {k: v for k, v in sessions(runs[0]).items() if k in both}  # the compared pairs
+    st.close()
+    fresh = sum(1 for v in first.values() if v > 1)
+    assert fresh >= 1  # the tiny suite's batch-1 LeNet calls are tens of microseconds
+    res, _ = _compare_altered(filled, tmp_path, "UPDATE measurements SET window=json_remove("
+                              "window, '$.sessions') WHERE run_id=?")
+    assert res.returncode == 0, res.stderr
+    text = " ".join(res.stderr.split())
+    assert f"{fresh} pair(s) were timed on one session pair in one run" in text, text
+    res, _ = _compare_altered(filled, tmp_path, "UPDATE measurements SET window=json_set("
+                              "window, '$.sessions', 2) WHERE run_id=?")
+    other = " ".join(res.stderr.split())
+    unfresh = sum(1 for v in first.values() if v == 1)
+    assert (f"{unfresh} pair(s) were timed on one session pair" in other) == bool(unfresh)
 
 
 def test_report_groups_rows_by_the_machine_that_timed_them(filled: Path,
