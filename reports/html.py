@@ -21,6 +21,7 @@ from harness.recommend import Budgets
 from harness.reports import plots
 from harness.reports.table import method_label
 from harness.store import Store
+from harness.timing import REOPEN_BELOW_MS
 
 @dataclass(frozen=True)
 class Column:
@@ -214,6 +215,7 @@ def render(store: Store, suite: str, out_dir: Path, budgets: Budgets | None = No
         timing=(run or {}).get("settings", {}).get("profile", {}).get("timing", {}),
         threads=(run or {}).get("settings", {}).get("threads"),
         settings=json.dumps(run["settings"], indent=1) if run else "",
+        reopen_below_ms=REOPEN_BELOW_MS,
     )
     path = out_dir / "index.html"
     path.write_text(html)

@@ -70,6 +70,8 @@ def test_report_files_and_tables(filled: Path) -> None:
                  "onnxruntime-cpu: fp32"):
         assert fact in page, fact
     assert "Per-layer tables" in page and "fc1" in page
+    from harness.timing import REOPEN_BELOW_MS  # the protocol note names the threshold in use
+    assert f"Calls under {REOPEN_BELOW_MS} ms" in page and "fresh pair of sessions" in page
 
 
 def test_report_rerenders_from_the_store_alone(filled: Path, tmp_path: Path) -> None:
