@@ -2,10 +2,10 @@
 timed many times, each time on one freshly opened pair of sessions for all rounds (the protocol
 before measure version 4) and on a fresh pair for every round (timing.measure_pair's `reopen`).
 
-A runtime session owns its thread pool. Where its worker thread happens to wake (which core,
-how deep asleep) costs tens of microseconds per call and stays as it is for the session's
-life, so a network timed on one session can read up to 2-3x slower than the same network on
-another. Rounds alternate and cancel the drift both sides share; they cannot show a difference
+A runtime session owns its thread pool. Most likely where its worker thread happens to run
+and wake (which core, how deep asleep) costs tens of microseconds per call and stays as it is
+for the session's life (this measures the effect, not the mechanism), so a network timed on
+one session can read up to 2-3x slower than the same network on another. Rounds alternate and cancel the drift both sides share; they cannot show a difference
 that holds for the whole pair. Each protocol's figure: the spread of its `--trials` speedups,
 and how many of their 95% CIs hold the median of those speedups (a CI that means what it says
 holds it in about 95% of trials). Trials of the two protocols alternate, so drift hits both.

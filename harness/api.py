@@ -139,6 +139,12 @@ class Target(Protocol):
     def prepare(self, artifact: Artifact, batch: int, threads: int, precision: str) -> Session: ...
 
 
+def session_threads(target: Any) -> bool:
+    """Do `target`'s sessions own their threads (`Target.session_threads`, default True)? The
+    runner reopens such sessions for short calls and `harness plan` costs it: one rule."""
+    return bool(getattr(target, "session_threads", True))
+
+
 def build_model(spec: ModelSpec, num_classes: int, input_shape: tuple[int, ...],
                 options: dict[str, Any] | None = None) -> Any:
     """A fresh model sized for a dataset: its classes, and its input channels and image size

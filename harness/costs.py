@@ -406,7 +406,9 @@ def _runtime_calls(runner: Any, target_name: str, model: torch.nn.Module, path: 
 def reopens(target: Any, cfg: Any, call_s: float) -> bool:
     """Would a measurement on `target` with calls of `call_s` open fresh sessions every round
     (`timing.measure_pair`, as the runner asks it)?"""
-    return bool(getattr(target, "session_threads", True)) and call_s * 1e3 < cfg.reopen_below_ms
+    from harness.api import session_threads
+
+    return session_threads(target) and cfg.reopens(call_s)
 
 
 def train_size(runner: Any, recipe: Any) -> int:

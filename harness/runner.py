@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from harness import __version__, cache, faults, modeldata, quality, stats, sysinfo
-from harness.api import Artifact, Compressed, Context, TargetArtifact, build_model
+from harness.api import (Artifact, Compressed, Context, TargetArtifact, build_model,
+                         session_threads)
 from harness.errors import UsageError
 from harness import export
 from harness.export import to_onnx
@@ -716,7 +717,11 @@ class Runner:
         x_all, y_all = eval_arrays(test_ds, self.profile.eval_samples)
         big = max(timing.batch_sizes)
         self.ev.stage(f"{spec.name} on {target_name}: accuracy")
-        sess = target.prepare(art, big, self.threads, art.precision, **settings)
+
+        def open_candidate(b: int) -> Any:
+            return target.prepare(art, b, self.threads, art.precision, **settings)
+
+        sess = open_candidate(big)
         _note_prepare(row, sess, big)
         first = {big: first_call_ns(sess, _timing_input(x_all, big))}
         row["precision"] = sess.precision
@@ -734,14 +739,14 @@ class Runner:
             if b == big:
                 cand = sess
             else:
-                cand = target.prepare(art, b, self.threads, art.precision, **settings)
+                cand = open_candidate(b)
                 _note_prepare(row, cand, b)
                 first[b] = first_call_ns(cand, x)
             ref = self._reference(spec.name, target_name, baseline, b, settings)
             # a runtime whose sessions own their threads is timed on fresh sessions per round
             # where calls are short (timing.REOPEN_BELOW_MS); torch's threads are the process's
-            reopen = None if not getattr(target, "session_threads", True) else (
-                lambda b=b: (target.prepare(art, b, self.threads, art.precision, **settings),
+            reopen = None if not session_threads(target) else (
+                lambda b=b: (open_candidate(b),
                              self._open_reference(target_name, baseline, b, settings)))
             verdict, sp, ct, rt, window, attempts = quality.measure_until_clean(
                 cand, ref, x, timing.config(), self.estimator, aa=aa, reopen=reopen,

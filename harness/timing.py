@@ -30,9 +30,9 @@ SAFE_CHUNK = 13
 # 1 and ResNet-18 at batch 32, calls of tens of ms; biased: 1-3 ms and 40 us calls)
 SHORT_CALL_MS = 10.0
 # a call shorter than this is timed on a fresh pair of sessions every round (where the caller
-# can open them, `measure_pair`'s `reopen`): a runtime session owns its thread pool, and where
-# its worker thread happens to wake costs tens of microseconds per call, fixed for the
-# session's life. Measured (`python -m harness.benchmarks.sessions`, 2 threads, 30 trials of
+# can open them, `measure_pair`'s `reopen`): a runtime session owns its thread pool, and most
+# likely where its worker thread happens to run and wake costs tens of microseconds per call,
+# fixed for the session's life (the effect is measured, the mechanism is not). Measured (`python -m harness.benchmarks.sessions`, 2 threads, 30 trials of
 # 16 rounds, each on fresh sessions): LeNet-300-100 at batch 1 on ORT (52 us calls) against
 # itself pruned by L1 0.25 read 1.23-3.03x on one session pair for all rounds, and 57% of the
 # CIs held the trials' median (A/A 77%); on a fresh pair every round 1.27-1.54x, 90% (A/A
@@ -72,6 +72,10 @@ class TimingConfig:
     # on freshly opened sessions, each warmed with `warmup` untimed calls (REOPEN_BELOW_MS:
     # the session a runtime happens to open is a random effect the rounds alone cannot show)
     reopen_below_ms: float = REOPEN_BELOW_MS
+
+    def reopens(self, call_s: float) -> bool:
+        """Is a call of `call_s` seconds short enough to run every round on fresh sessions?"""
+        return call_s * 1e3 < self.reopen_below_ms
 
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.warmup < 0 or self.rounds < 1 or self.rewarm < 0:
@@ -277,7 +281,7 @@ def measure_pair(
     b: list[int] = []
     fast_s = min(float(np.median(wa)), float(np.median(wb))) / 1e9
     per = calls_per_round(cfg, fast_s, (min(wa) + min(wb)) / 1e9)
-    fresh = reopen is not None and fast_s * 1e3 < cfg.reopen_below_ms
+    fresh = reopen is not None and cfg.reopens(fast_s)
     n = int(x.shape[0])
     first_check = cfg.first_check if enough is not None else None
     done = 0

@@ -21,7 +21,7 @@ from harness.claims import fmt_speedup, short_chunks
 from harness.errors import unknown
 from harness.reports.table import method_label
 from harness.store import Store
-from harness.timing import SAFE_CHUNK, SHORT_CALL_MS
+from harness.timing import REOPEN_BELOW_MS, SAFE_CHUNK, SHORT_CALL_MS
 
 MACHINE_KEYS = ("cpu", "arch", "isa", "cores_physical", "cores_logical", "memory_gib", "os")
 
@@ -90,8 +90,9 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
     if reopened:
         warnings.append(f"{reopened} pair(s) were timed on one session pair in one run and on a "
                         "fresh pair every round in the other (window.sessions; measure version "
-                        "4 reopens calls under 0.1 ms): one session pair can misread such "
-                        "a speedup 2x, so a speedup_change between them may come from that "
+                        f"4 reopens calls under {REOPEN_BELOW_MS:g} ms): one session pair can "
+                        "misread such a speedup 2x, so a speedup_change between them may come "
+                        "from that "
                         "(README \"Sessions as a random effect\")")
     only = len(set(a) ^ set(b))
     if only:
