@@ -164,7 +164,7 @@ def run(
         device=device, threads=threads, force=force, methods=list(method or []),
         command=" ".join(["harness", *sys.argv[1:]]),
     )
-    runner = Runner(opts)
+    runner = Runner(opts, check_device=ex is None)  # on Ray, the cluster's nodes train
     for name, reason in runner.skipped.items():
         err.print(f"skipping target {name}: {reason}", markup=False, highlight=False)
     if not runner.targets:
@@ -584,7 +584,7 @@ def tune(
                       cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir,
                       device=device, threads=threads,
                       command=" ".join(["harness", *sys.argv[1:]]))
-    runner = Runner(opts)
+    runner = Runner(opts, check_device=ex is None)  # on Ray, the cluster's nodes train
     for name, reason in runner.skipped.items():
         err.print(f"skipping target {name}: {reason}", markup=False, highlight=False)
     if not runner.targets:

@@ -46,9 +46,10 @@ from harness.train import Recipe, eval_arrays, fit, predict_logits
 TRAIN_CODE_VERSION = "2"  # bump when a recipe would produce other weights (2: seeded init)
 # bump when what a measurement stores changes (2: paired CI, quality, floors, raw samples;
 # 3: the early stop of `timing.precision`, one call per round under `max_seconds`; 4: calls
-# shorter than timing.REOPEN_BELOW_MS timed on fresh sessions every round). A new
+# shorter than timing.REOPEN_BELOW_MS timed on fresh sessions every round; 5: the reference
+# warmed first, so each side's chunk follows the other's equally often). A new
 # version re-measures stored cells once (their models stay cached); old rows stay readable.
-MEASURE_VERSION = "4"
+MEASURE_VERSION = "5"
 
 
 def digest(obj: Any) -> str:
@@ -132,7 +133,12 @@ def _hash_file(path: str, size: int, mtime_ns: int) -> str:
 
 
 class Runner:
-    def __init__(self, opts: RunOptions, events: Events | None = None) -> None:
+    def __init__(self, opts: RunOptions, events: Events | None = None, *,
+                 check_device: bool = True) -> None:
+        """`check_device`: refuse `--device cuda` now where this process has no CUDA device
+        (a local run). A Ray driver passes False (its cluster's nodes train, and the executor
+        checks that one has a GPU), and so do Ray workers: a compute step on a node without one
+        fails naming it (`_train_device`), and a measure step scores on the CPU there."""
         self.o = opts
         self.ev = events or Events()
         self.profile: Profile = opts.suite.profile(opts.profile)
@@ -160,7 +166,7 @@ class Runner:
                              "classifiers only (set it false in the suite's detection profiles)")
         self.scorer: Any = ClassifyScorer()  # a detector's scorer comes with its baseline
         self.loss = DetectScorer.loss if self.task == "detect" else ClassifyScorer.loss
-        if opts.device == "cuda" and not torch.cuda.is_available():
+        if check_device and opts.device == "cuda" and not torch.cuda.is_available():
             raise UsageError("--device cuda: no CUDA device is available here (choose: cpu)")
         self.machine = sysinfo.machine()
         self.versions = sysinfo.versions()
@@ -290,10 +296,10 @@ class Runner:
         from harness.executors.local import LocalExecutor
 
         suite = self.o.suite
-        store = Store(self.o.store)
         executor = executor or LocalExecutor()
         if hasattr(executor, "start"):  # e.g. Ray: connect and settle how artifacts move
-            executor.start(self)
+            executor.start(self)  # (a refusal here leaves the store as it was)
+        store = Store(self.o.store)
         settings = {**self.settings(), "executor": executor.describe()}
         store.start_run(self.run_id, suite=suite.name, profile=self.o.profile,
                         harness_version=__version__, git_commit=sysinfo.git_commit(),
@@ -434,15 +440,34 @@ class Runner:
                   constraint: Callable[[torch.nn.Module], None] | None = None) -> torch.nn.Module:
             r = dataclasses.replace(recipe, epochs=epochs) if epochs is not None else recipe
             return fit(model, self.dataset.train(), r, masks=masks, constraint=constraint,
-                       loss_fn=loss or self.loss, device=self.o.device,
+                       loss_fn=loss or self.loss, device=self._train_device("training"),
                        seed=self.o.suite.seed, progress=self.ev.train,
                        extra_params=extra_params)
         return train
 
+    def _train_device(self, what: str) -> str:
+        """The device this process trains on: the run's `--device`. Where it is cuda and this
+        process sees no CUDA device (a Ray worker on a node without a GPU), the step fails
+        naming the node, rather than training on the CPU under cache keys that say cuda."""
+        if self.o.device == "cuda" and not torch.cuda.is_available():
+            where = self.node.get("ray_node") or self.node.get("host")
+            raise RuntimeError(f"{what} needs --device cuda, but this process on node {where} "
+                               "sees no CUDA device (on Ray: a node started with --num-gpus "
+                               "on a machine whose GPU torch can use)")
+        return self.o.device
+
+    def _eval_device(self) -> str:
+        """Where accuracy passes run: the run's device where this process has it, else the
+        CPU. A measure step of a cuda sweep runs on a timing node that may have no GPU: it
+        re-scores the cached baseline there."""
+        if self.o.device == "cuda" and not torch.cuda.is_available():
+            return "cpu"
+        return self.o.device
+
     def _evaluate(self, model: torch.nn.Module, test_ds: Any) -> float:
         """The task's score (top-1, or mAP@0.5) of a torch model on the evaluation items."""
         out, labels = predict_logits(model, test_ds, self.profile.eval_samples,
-                                     device=self.o.device)
+                                     device=self._eval_device())
         return self.scorer.score(out.numpy(), labels.numpy())[0]
 
     def _fresh(self, name: str, options: bool = True) -> torch.nn.Module:
@@ -479,10 +504,11 @@ class Runner:
         if untrained:
             self.ev.log(f"{spec.name}: baseline = its checkpoint as it is (train = false)")
         elif entry is None:
+            device = self._train_device(f"{spec.name}: training its baseline")
             cache.discard(folder)
             self.ev.stage(f"{spec.name}: training baseline")
             faults.checkpoint("baseline-train")
-            fit(model, train_ds, self.profile.train, device=self.o.device, loss_fn=self.loss,
+            fit(model, train_ds, self.profile.train, device=device, loss_fn=self.loss,
                 seed=self.o.suite.seed, progress=self.ev.train)
             try:
                 cache.write_entry(folder, {"model": spec.name, "kind": "baseline"},
@@ -508,6 +534,7 @@ class Runner:
             hit = self._cached(spec, run, folder)
             if hit is not None:
                 return hit
+        device = self._train_device(f"{spec.name} {run.label}: compress")
         cache.discard(folder)
         folder.mkdir(parents=True)
 
@@ -516,7 +543,7 @@ class Runner:
         finetune = self._trainer(self.profile.finetune)
         ctx = Context(train_data=train_ds, test_data=test_ds,
                       num_classes=self.dataset.num_classes,
-                      input_shape=tuple(self.dataset.input_shape), device=self.o.device,
+                      input_shape=tuple(self.dataset.input_shape), device=device,
                       teacher=copy.deepcopy(baseline.module), finetune=finetune,
                       train=self._trainer(self.profile.train),
                       train_epochs=self.profile.train.epochs,

@@ -93,10 +93,14 @@ class TimingConfig:
 
     @property
     def first_check(self) -> int | None:
-        """The round after which an early stop is first considered (None: never)."""
+        """The round after which an early stop is first considered: `min_rounds` raised to an
+        even count (a pair stops only where each side has gone first equally often); None
+        without `precision`, or where no such count comes before `rounds`."""
         if self.precision is None:
             return None
-        return self.min_rounds if self.min_rounds is not None else self.rounds
+        first = self.min_rounds if self.min_rounds is not None else self.rounds
+        first += first % 2
+        return first if first < self.rounds else None
 
 
 @dataclass(frozen=True)
@@ -260,9 +264,13 @@ def measure_pair(
     reopen: Callable[[], tuple[Any, Any]] | None = None,
 ) -> tuple[Timing, Timing]:
     """Time candidate and reference interleaved: warm both, then alternate in `rounds` chunks
-    (A,B / B,A / ...), each chunk after `rewarm` untimed calls. Calls per round: `iterations /
-    rounds`, raised until each side has run `min_seconds`, lowered to fit `max_seconds` (both
-    estimated from the warm-up's median; at least one call each). With `cfg.precision`,
+    (A,B / B,A / ...), each chunk after `rewarm` untimed calls. The reference is warmed
+    first, so that in every round the first chunk follows calls of its own session and the
+    second chunk follows the other's (whose first calls are slow: benchmarks/switching.py);
+    over an even count of rounds each side is second equally often. Calls per round:
+    `iterations / rounds`, raised until the faster side has run `min_seconds` (from the
+    warm-up's medians), lowered so a round fits `max_seconds` (from the fastest warm-up
+    calls); at least one call each. With `cfg.precision`,
     `enough(candidate, reference)` is asked after `min_rounds` rounds and after every second
     round from there (an even count, so each side went first equally often); True ends the
     pair there. The check runs between rounds, never inside one.
@@ -275,8 +283,8 @@ def measure_pair(
     holds what a session adds (REOPEN_BELOW_MS). Opening and warming are never timed."""
     wa: list[int] = []
     wb: list[int] = []
-    _calls(candidate, x, max(1, cfg.warmup), wa)
     _calls(reference, x, max(1, cfg.warmup), wb)
+    _calls(candidate, x, max(1, cfg.warmup), wa)  # round 1 opens with the candidate's chunk
     a: list[int] = []
     b: list[int] = []
     fast_s = min(float(np.median(wa)), float(np.median(wb))) / 1e9

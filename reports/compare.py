@@ -80,8 +80,9 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
     if split:
         warnings.append(f"{split} pair(s) were timed on different machines (cells' node): "
                         "their latency and throughput ratios divide numbers from two "
-                        "machines; their speedups, each measured against its baseline on its "
-                        "own node, stay comparable")
+                        "machines, and so do their change and time_ratio_ci (A's time per "
+                        "call over B's); their speedups, each measured against its baseline on "
+                        "its own node, stay comparable")
     if short:
         warnings.append(f"{short} speedup(s) marked * were timed in chunks of fewer than "
                         f"{SAFE_CHUNK} calls shorter than {SHORT_CALL_MS:g} ms each: they may "

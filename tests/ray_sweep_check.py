@@ -1,7 +1,11 @@
 """Run by tests/test_ray.py inside a private network namespace (loopback only): a 3-node Ray
 cluster on 127.0.0.1 (head, a compute node, a timing node), the same tiny sweep through
 `--executor local` and `--executor ray`, then a Ray sweep whose worker is killed (SIGKILL)
-mid-measurement, then `harness tune --executor ray` on the same cluster. Prints one JSON object with what the test asserts. Not collected by pytest.
+mid-measurement, then `harness tune --executor ray` on the same cluster; a second cluster
+without a shared cache; a third with two timing nodes of 1 and 2 CPUs and a compute node that
+advertises a GPU (this machine has none: Ray counts what a node says), where a worker is killed
+mid-fine-tune and a `--device cuda` sweep runs. Prints one JSON object with what the test
+asserts. Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,14 +33,33 @@ config = { calibration = 32 }
 """
 
 
-def sweep(work: Path, data: Path, store: str, cache: str, executor: object = None) -> str:
+WRITES: Counter[str] = Counter()  # cell key -> rows the driver wrote for it (put_cell calls)
+
+
+def count_writes() -> None:
+    """Count the driver's row writes: the store's primary key would hide a second write of a
+    cell (INSERT OR REPLACE), the count does not."""
+    from harness.store import Store
+
+    real = Store.put_cell
+
+    def put_cell(self: Store, cell: dict[str, object], *a: object, **kw: object) -> None:
+        WRITES[str(cell["cell_key"])] += 1
+        real(self, cell, *a, **kw)
+
+    Store.put_cell = put_cell  # type: ignore[method-assign]
+
+
+def sweep(work: Path, data: Path, store: str, cache: str, executor: object = None,
+          device: str = "cpu") -> str:
     from harness import suite as suites
     from harness.runner import RunOptions, Runner
 
     s = suites.load(str(tiny_suite(work, "raytiny", '["lenet-5"]', METHODS)))
     opts = RunOptions(suite=s, profile="smoke", targets=["onnxruntime-cpu", "openvino-cpu"],
-                      store=work / store, cache_dir=work / cache, data_dir=data)
-    return Runner(opts).run(executor)
+                      store=work / store, cache_dir=work / cache, data_dir=data, device=device)
+    WRITES.clear()
+    return Runner(opts, check_device=executor is None).run(executor)
 
 
 def rows(work: Path, store: str, run_id: str) -> list[dict[str, object]]:
@@ -87,17 +111,20 @@ def tune(work: Path, data: Path, address: str) -> dict[str, object]:
     return out
 
 
-def start_cluster(timing_cpus: int) -> tuple[object, object]:
-    """Head (schedules only), a 2-CPU compute node and a timing node; connected."""
+def start_cluster(timing_cpus: int, *more_timing: int, gpus: int = 0) -> tuple[object, ...]:
+    """Head (schedules only), a 2-CPU compute node (advertising `gpus`) and timing nodes of
+    `timing_cpus`, *`more_timing` CPUs; connected. Returns the cluster, then the timing
+    nodes, then the compute node."""
     import ray
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    cluster.add_node(num_cpus=2)
-    timing = cluster.add_node(num_cpus=timing_cpus, resources={"timing": 1})
+    compute = cluster.add_node(num_cpus=2, num_gpus=gpus)
+    timing = [cluster.add_node(num_cpus=c, resources={"timing": 1})
+              for c in (timing_cpus, *more_timing)]
     ray.init(address=cluster.address, log_to_driver=False, include_dashboard=False)
     cluster.wait_for_nodes()
-    return cluster, timing
+    return (cluster, *timing, compute)
 
 
 def main() -> None:
@@ -119,15 +146,24 @@ def main() -> None:
     marker.write_text("disarmed")
     os.environ["COMPRESSMARK_FAULT_MARKER"] = str(marker)
     os.environ["COMPRESSMARK_FAULT"] = "measure"
-    cluster, timing = start_cluster(timing_cpus=1)
+    cluster, timing, _ = start_cluster(timing_cpus=1)
     t0 = time.perf_counter()
     ray_id = sweep(work, data, "ray.db", "cache-ray", RayExecutor(cluster.address))
     t_ray = time.perf_counter() - t0
+    count_writes()
+    from harness.errors import UsageError
+
+    try:  # a cuda sweep on a cluster without a GPU would wait forever for one
+        sweep(work, data, "cuda0.db", "cache-ray", RayExecutor(cluster.address), device="cuda")
+        no_gpu = "ran"
+    except UsageError as exc:
+        no_gpu = str(exc)
 
     # a worker killed (kill -9) in the middle of a measure step, then in a compress step:
     # Ray retries the step; every cell is stored once
     marker.unlink()
     kill_id = sweep(work, data, "kill.db", "cache-kill", RayExecutor(cluster.address))
+    kill_writes = dict(WRITES)
     from harness.store import Store
 
     st = Store(work / "kill.db")
@@ -144,10 +180,27 @@ def main() -> None:
     # no shared cache: every node its own, models through Ray's object store; the timing
     # node has no CPU for compute steps, so everything it measures reached it as an object
     os.environ["COMPRESSMARK_FAULT"] = ""
-    cluster, timing2 = start_cluster(timing_cpus=0)
+    cluster, timing2, _ = start_cluster(timing_cpus=0)
     obj_id = sweep(work, data, "obj.db", "cache-obj",
                    RayExecutor(cluster.address, artifacts="object-store"))
     received = work / "cache-obj" / "nodes" / timing2.node_id[:16] / "received.log"
+    ray.shutdown()
+    cluster.shutdown()
+
+    # timing nodes of 1 and 2 CPUs, and a compute node that says it has a GPU; a worker is
+    # killed mid-fine-tune (a compute step), with relative paths from the driver's folder
+    fine = work / "killed-finetune"
+    os.environ.update(COMPRESSMARK_FAULT="finetune", COMPRESSMARK_FAULT_MARKER=str(fine))
+    cluster, small, big, gpu = start_cluster(1, 2, gpus=1)
+    here = os.getcwd()
+    os.chdir(work)
+    try:
+        two_id = sweep(Path("."), Path("data"), "two.db", "cache-two", RayExecutor(cluster.address))
+        two_writes = dict(WRITES)
+        cuda_id = sweep(Path("."), Path("data"), "cuda.db", "cache-two",
+                        RayExecutor(cluster.address), device="cuda")
+    finally:
+        os.chdir(here)
     ray.shutdown()
     cluster.shutdown()
     print("RESULT " + json.dumps({
@@ -161,6 +214,11 @@ def main() -> None:
         else None,
         "timing_node": timing.node_id, "seconds": {"local": t_local, "ray": t_ray},
         "tune": tuned,
+        "kill_writes": kill_writes, "no_gpu": no_gpu,
+        "two": rows(work, "two.db", two_id), "two_writes": two_writes,
+        "two_nodes": {small.node_id: 1.0, big.node_id: 2.0},
+        "killed_finetune": fine.read_text() if fine.exists() else None,
+        "cuda": rows(work, "cuda.db", cuda_id), "gpu_node": gpu.node_id,
     }))
 
 

@@ -66,6 +66,30 @@ def test_a_killed_worker_loses_no_row_and_duplicates_none(result: dict) -> None:
     assert result["killed"].startswith("measure ")  # a worker really died mid-measurement
     assert result["kill_rows_per_cell"] == [1] * 6
     assert _cells(result["kill"]) == _cells(result["local"])
+    # the store's key would hide a second write of a cell: the driver wrote each one once
+    assert result["kill_writes"] == {r["cell_key"]: 1 for r in result["kill"]}
+
+
+def test_measurements_hold_every_cpu_of_timing_nodes_of_different_sizes(result: dict) -> None:  # type: ignore[type-arg]
+    # timing nodes of 1 and 2 CPUs: each measurement held all of its own node's CPUs, both
+    # nodes timed; a worker killed mid-fine-tune was retried; paths given relative worked
+    assert result["killed_finetune"].startswith("finetune ")
+    assert _cells(result["two"]) == _cells(result["local"])
+    assert result["two_writes"] == {r["cell_key"]: 1 for r in result["two"]}
+    held = {json.loads(r["node"])["ray_node"]: json.loads(r["node"])["cpus_held"]
+            for r in result["two"]}
+    assert held == result["two_nodes"]
+
+
+def test_cuda_needs_a_gpu_node_not_a_gpu_driver(result: dict) -> None:  # type: ignore[type-arg]
+    # no node with a GPU: one line, before anything runs (compute steps would wait forever)
+    assert result["no_gpu"].startswith("--device cuda: no node of the Ray cluster advertises")
+    # a node that says it has one: the driver (no GPU here) goes on, training steps go there,
+    # and fail naming it, since this machine has no CUDA device
+    assert len(result["cuda"]) == 6
+    for row in result["cuda"]:
+        assert row["status"] == "failed"
+        assert f"on node {result['gpu_node']} sees no CUDA device" in row["error"]
 
 
 def test_one_machine_resolves_auto_to_the_shared_cache(result: dict) -> None:  # type: ignore[type-arg]

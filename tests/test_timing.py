@@ -27,8 +27,58 @@ def test_pair_is_interleaved_in_alternating_rounds() -> None:
     log: list[str] = []
     a, b = Recorder("a", log), Recorder("b", log)
     ta, tb = measure_pair(a, b, np.zeros((1, 3)), TimingConfig(iterations=4, warmup=1, rounds=4))
-    assert log == ["a", "b"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert log == ["b", "a"] + ["a", "b", "b", "a", "a", "b", "b", "a"]
     assert len(ta.samples_ns) == len(tb.samples_ns) == 4
+
+
+def test_each_side_follows_the_other_equally_often() -> None:
+    """The first calls of a session after the other one ran are slow (benchmarks/switching.py):
+    the reference is warmed first, so every round's first chunk follows calls of its own
+    session, and over an even count of rounds each side's chunk follows the other's equally
+    often (the candidate's did in one more round when it was warmed first)."""
+    log: list[str] = []
+    measure_pair(Recorder("a", log), Recorder("b", log), np.zeros((1, 3)),
+                 TimingConfig(iterations=48, warmup=2, rounds=16))
+    assert log[:4] == ["b", "b", "a", "a"] and len(log) == 4 + 32 * 3
+    after_other = {"a": 0, "b": 0}
+    for start in range(4, len(log), 3):  # the 32 timed chunks of 3 calls
+        if log[start - 1] != log[start]:
+            after_other[log[start]] += 1
+    assert after_other == {"a": 8, "b": 8}
+
+
+def test_a_switching_penalty_leaves_an_a_a_pair_at_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a simulated clock: sessions of 1000 ns calls (and a reference of 2000 ns), each call
+    that follows the other session's 500 ns slower. Two calls per chunk, 16 rounds, so every
+    round has one side's chunk cost the switch. With each side paying it in 8 rounds, the A/A
+    reads exactly 1.0 and a true 2x the geometric mean of its two kinds of round (what is
+    left is the short chunks' switching bias that `rewarm` or 13-call chunks remove). With the
+    candidate warmed first (measure version 4) the candidate paid in 9 rounds: 0.894x and
+    1.70x."""
+    from types import SimpleNamespace
+
+    from harness import stats, timing
+
+    now = [0]
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter_ns=lambda: now[0]))
+    last: list[str | None] = [None]
+
+    class Session:
+        def __init__(self, name: str, ns: int) -> None:
+            self.name, self.ns = name, ns
+
+        def run(self, batch: np.ndarray) -> list[np.ndarray]:
+            now[0] += self.ns + (500 if last[0] not in (None, self.name) else 0)
+            last[0] = self.name
+            return [batch]
+
+    cfg = TimingConfig(iterations=32, warmup=2, rounds=16)
+    # the 2x pair's rounds: candidate's chunk switched 2000 / 1250, reference's 2250 / 1000
+    for ref_ns, want in ((1000, 1.0), (2000, (2000 / 1250 * 2250 / 1000) ** 0.5)):
+        last[0] = None
+        ta, tb = measure_pair(Session("a", 1000), Session("b", ref_ns), np.zeros((1, 1)), cfg)
+        got = stats.speedup(ta.by_round(), tb.by_round()).value
+        assert got == pytest.approx(want, rel=1e-9), (ref_ns, got)
 
 
 def test_rewarm_calls_open_every_chunk_untimed() -> None:
@@ -38,7 +88,7 @@ def test_rewarm_calls_open_every_chunk_untimed() -> None:
     a, b = Recorder("a", log), Recorder("b", log)
     ta, tb = measure_pair(a, b, np.zeros((1, 3)),
                           TimingConfig(iterations=6, warmup=1, rounds=2, rewarm=2))
-    assert log == ["a", "b"] + ["a"] * 5 + ["b"] * 5 + ["b"] * 5 + ["a"] * 5
+    assert log == ["b", "a"] + ["a"] * 5 + ["b"] * 5 + ["b"] * 5 + ["a"] * 5
     assert len(ta.samples_ns) == len(tb.samples_ns) == 6 and ta.rounds == (3, 3)
     with pytest.raises(ValueError):
         TimingConfig(rewarm=-1)
@@ -116,6 +166,10 @@ def test_early_stop_is_asked_only_after_min_rounds_on_even_counts() -> None:
     cfg = TimingConfig(iterations=16, warmup=1, rounds=16, precision=0.02, min_rounds=11)
     ta, _ = measure_pair(Recorder("a", log), Recorder("b", log), np.zeros((1, 1)), cfg, never)
     assert asked == [12, 14] and len(ta.rounds) == 16  # never after the last round
+    # what `harness plan` takes for the earliest stop agrees: 11 -> 12; 15 -> no early stop
+    assert cfg.first_check == 12
+    assert TimingConfig(rounds=16, precision=0.02, min_rounds=15).first_check is None
+    assert TimingConfig(rounds=16, precision=0.02).first_check is None
 
 
 def test_early_stop_ends_the_pair_where_enough_says_so() -> None:
@@ -185,7 +239,7 @@ def test_short_calls_run_each_round_on_freshly_opened_sessions() -> None:
     ta, tb = measure_pair(Recorder("a0", log), Recorder("b0", log), np.zeros((1, 3)), cfg,
                           reopen=reopen)
     assert opened == [1, 2, 3]
-    assert log == (["a0"] * 2 + ["b0"] * 2 + ["a0"] * 2 + ["b0"] * 2  # warm-up, round 1
+    assert log == (["b0"] * 2 + ["a0"] * 2 + ["a0"] * 2 + ["b0"] * 2  # warm-up, round 1
                    + ["a1"] * 2 + ["b1"] * 2 + ["b1"] * 2 + ["a1"] * 2  # B,A: A warmed first
                    + ["b2"] * 2 + ["a2"] * 2 + ["a2"] * 2 + ["b2"] * 2
                    + ["a3"] * 2 + ["b3"] * 2 + ["b3"] * 2 + ["a3"] * 2)

@@ -1,11 +1,15 @@
 """`--executor ray`: the plan's steps as Ray tasks; timing only on nodes that advertise it.
 
 Compute steps (baseline, compress) ask for one CPU (and one GPU with `--device cuda`) and run
-on any node. Measure steps ask for the custom `timing` resource and every CPU of a timing node
-(`ray start --resources '{"timing": 1}'`), so a timing node runs one measurement at a time and
-nothing else: `timing.py`'s interleaving assumes a quiet machine. A cell and its baseline are
-always timed in the same task, so a speedup never divides numbers from two machines; each
-row records the node it was timed on.
+on any node. With `--device cuda` neither the driver nor a timing node needs a GPU: the driver
+only checks that some node advertises one, and a measure step on a node without one scores
+the cached models on the CPU. Measure steps are pinned, one at a time, to a free node that
+advertises the custom `timing` resource (`ray start --resources '{"timing": 1}'`) and ask for
+every CPU of that node (its own count: timing nodes may differ), so nothing else runs there
+while it times: `timing.py`'s interleaving assumes a quiet machine. A cell and its baseline
+are always timed in the same task, so a speedup never divides numbers from two machines; each
+row records the node it was timed on and the CPUs it held there (`node.cpus_held`). Paths
+reach the workers made absolute (`remote_options`).
 
 Artifacts move one of two ways (`artifacts`, recorded in the run's settings):
 
@@ -32,6 +36,7 @@ import io
 import os
 import tarfile
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,16 +65,28 @@ def _runner(opts: Any, run_id: str, own_cache: bool) -> Any:
     runner = _RUNNERS.get(key)
     if runner is None:
         _RUNNERS.clear()
-        runner = Runner(opts)
+        runner = Runner(opts, check_device=False)  # a step that trains checks its node's
         runner.run_id = run_id
         runner.node = {**runner.node, "ray_node": node, "pid": os.getpid()}
         _RUNNERS[key] = runner
     return runner
 
 
+def _held(step: Step, result: Any) -> Any:
+    """A measurement's rows say how many CPUs of its node it held (all of them, or something
+    else ran beside it)."""
+    if step.kind == "measure":
+        import ray
+
+        cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0.0)
+        for cell, _, _ in result.cells:
+            cell["node"] = {**cell.get("node", {}), "cpus_held": cpus}
+    return result
+
+
 def _run_step(opts: Any, run_id: str, step: Step) -> Any:
     """In a Ray worker, shared cache: run one step; plain data back."""
-    return _runner(opts, run_id, False).execute(step)
+    return _held(step, _runner(opts, run_id, False).execute(step))
 
 
 def _run_step_carried(opts: Any, run_id: str, step: Step, *bundles: Any) -> Any:
@@ -81,7 +98,7 @@ def _run_step_carried(opts: Any, run_id: str, step: Step, *bundles: Any) -> Any:
             unpack(runner.o.cache_dir, bundle)
     result = runner.execute(step)
     if step.kind == "measure":
-        return result
+        return _held(step, result)
     folder = (runner.baseline_folder(step.model) if step.kind == "baseline"
               else runner.compressed_folder(step.model, step.run))
     return result, (pack(runner.o.cache_dir, folder) if result.error is None else None)
@@ -123,6 +140,15 @@ def unpack(root: Path, bundle: tuple[str, bytes]) -> None:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remote_options(opts: Any) -> Any:
+    """The run's options as workers get them: paths made absolute here, since a worker's
+    working directory is not the driver's (a relative `--cache-dir` would name another folder
+    on every node, and `auto` would find no shared cache)."""
+    return dataclasses.replace(
+        opts, store=opts.store.resolve(), cache_dir=opts.cache_dir.resolve(),
+        data_dir=opts.data_dir.resolve() if opts.data_dir is not None else None)
 
 
 def _sees(path: str) -> bool:
@@ -182,6 +208,8 @@ class RayExecutor:
                 n["NodeID"], soft=False)).remote(str(probe))
                     for n in ray.nodes() if n.get("Alive")]
             return all(ray.get(refs, timeout=120))
+        except ray.exceptions.GetTimeoutError:  # a node that cannot answer in 2 minutes is
+            return False  # not known to see the cache: models travel through the object store
         finally:
             probe.unlink(missing_ok=True)
 
@@ -197,8 +225,14 @@ class RayExecutor:
                           f"timing node(s) ({self.driver_host}): it stores rows and prints "
                           "progress while measurements run there; run `harness` from the head "
                           "or another machine (README \"Past one machine\")")
+        if runner.o.device == "cuda" and not any(
+                n["Resources"].get("GPU", 0) >= 1 for n in ray.nodes() if n.get("Alive")):
+            # compute steps ask for a GPU: on a cluster without one they would wait forever
+            raise UsageError("--device cuda: no node of the Ray cluster advertises a GPU "
+                             "(start one on a GPU machine with `ray start --address HEAD:PORT "
+                             "--num-gpus 1`, or choose --device cpu)")
         if self.artifacts == "auto":
-            self.artifacts = ("shared" if self._shared(ray, runner.o.cache_dir)
+            self.artifacts = ("shared" if self._shared(ray, runner.o.cache_dir.resolve())
                               else "object-store")
 
     def run(self, runner: Any, plan: Plan) -> Iterator[Any]:
@@ -206,23 +240,35 @@ class RayExecutor:
 
         import ray
 
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         if not self.timing_nodes:  # run without a session (which starts it first)
             self.start(runner)
         carried = self.artifacts == "object-store"
-        # a measurement holds every CPU of its node; the smallest timing node sets the ask
-        cpus = min(float(n["Resources"].get("CPU", 0)) for n in self.timing_nodes)
         gpus = 1 if runner.o.device == "cuda" else 0
         remote = ray.remote(_run_step_carried if carried else _run_step)
         compute = remote.options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
                                  retry_exceptions=False, num_returns=2 if carried else 1)
-        measure = remote.options(num_cpus=cpus, resources={"timing": 1},
-                                 max_retries=self.max_retries, retry_exceptions=False)
-        opts_ref = ray.put(runner.o)
+        # a measurement is pinned to a free timing node and holds every CPU of that node (its
+        # own count: timing nodes may differ), so nothing else runs there while it times
+        cpus = {n["NodeID"]: float(n["Resources"].get("CPU", 0)) for n in self.timing_nodes}
+        free = set(cpus)  # timing nodes with no measurement on them
+        busy: dict[Any, str] = {}  # a running measurement -> its node
+
+        def measure(node: str) -> Any:
+            free.discard(node)
+            return remote.options(
+                num_cpus=cpus[node], resources={"timing": 1},
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+                max_retries=self.max_retries, retry_exceptions=False)
+
+        opts_ref = ray.put(remote_options(runner.o))
         done: set[str] = set()
         failed: dict[str, str] = {}
         waiting = list(plan.steps)
         pending: dict[Any, Step] = {}
         entries: dict[str, Any] = {}  # object-store mode: step key -> its cache entry's object
+        users = Counter(k for st in plan.steps for k in st.needs)  # steps that still need it
         while waiting or pending:
             still = []
             for step in waiting:
@@ -231,8 +277,10 @@ class RayExecutor:
                     failed[step.key] = blocked
                     if step.kind == "measure":
                         yield StepResult(step.key, cells=[runner.failed_cell(step, blocked)])
-                elif all(k in done for k in step.needs if k in plan.by_key):
-                    task = measure if step.kind == "measure" else compute
+                elif (all(k in done for k in step.needs if k in plan.by_key)
+                      and (step.kind != "measure" or free)):
+                    node = min(free) if step.kind == "measure" else None
+                    task = compute if node is None else measure(node)
                     # object-store mode: the entries it needs travel with it (a cached step of
                     # this plan has none: the node that needs it rebuilds or finds it)
                     carry = [entries[k] for k in step.needs if k in entries] if carried else []
@@ -240,6 +288,8 @@ class RayExecutor:
                     if carried and step.kind != "measure":
                         ref, entries[step.key] = ref
                     pending[ref] = step
+                    if node is not None:
+                        busy[ref] = node
                 else:
                     still.append(step)
             waiting = still
@@ -247,6 +297,12 @@ class RayExecutor:
                 continue
             ready, _ = ray.wait(list(pending), num_returns=1)
             step = pending.pop(ready[0])
+            if ready[0] in busy:  # its timing node is free again
+                free.add(busy.pop(ready[0]))
+            for k in step.needs:  # an entry no step needs any more leaves the object store
+                users[k] -= 1
+                if users[k] == 0:
+                    entries.pop(k, None)
             try:
                 result = ray.get(ready[0])
             except Exception as exc:  # the worker died past its retries, or Ray failed it
