@@ -80,6 +80,9 @@ class TimingConfig:
     def __post_init__(self) -> None:
         if self.iterations < 1 or self.warmup < 0 or self.rounds < 1 or self.rewarm < 0:
             raise ValueError("iterations >= 1, warmup >= 0, rounds >= 1, rewarm >= 0")
+        if self.rounds % 2:  # A,B / B,A: an odd count lets one side go first once more
+            raise ValueError(f"rounds must be even (each side goes first, and follows the "
+                             f"other, in half of them), not {self.rounds}")
         if self.reopen_below_ms < 0:
             raise ValueError("reopen_below_ms must be >= 0")
         if self.max_seconds is not None and self.max_seconds <= 0:

@@ -450,6 +450,9 @@ TEXT_ERRORS = {
                                  "in (0, 1)"),
     "min_rounds above rounds": (("threads = 1", "threads = 1, precision = 0.02, min_rounds = 3"),
                                 ".timing: min_rounds must be between 2 and rounds"),
+    "rounds odd": (("rounds = 2, threads = 1", "rounds = 3, threads = 1"),
+                   ".timing: rounds must be even (each side goes first, and follows the other, "
+                   "in half of them), not 3"),
     "rewarm negative": (("threads = 1", "threads = 1, rewarm = -1"),
                         ".timing: iterations >= 1, warmup >= 0, rounds >= 1, rewarm >= 0"),
     "rewarm a float": (("threads = 1", "threads = 1, rewarm = 2.5"),

@@ -122,6 +122,8 @@ def test_sig3() -> None:
 def test_bad_config_rejected() -> None:
     with pytest.raises(ValueError):
         TimingConfig(iterations=0)
+    with pytest.raises(ValueError, match="rounds must be even"):
+        TimingConfig(rounds=15)
 
 
 def test_max_seconds_caps_a_slow_pair() -> None:
