@@ -159,8 +159,8 @@ def main() -> None:
     except UsageError as exc:
         no_gpu = str(exc)
 
-    # a worker killed (kill -9) in the middle of a measure step, then in a compress step:
-    # Ray retries the step; every cell is stored once
+    # a worker killed (kill -9) in the middle of a measure step (one in a compute step: the
+    # third cluster below): Ray retries the step; the driver writes every cell once
     marker.unlink()
     kill_id = sweep(work, data, "kill.db", "cache-kill", RayExecutor(cluster.address))
     kill_writes = dict(WRITES)

@@ -65,7 +65,7 @@ def _runner(opts: Any, run_id: str, own_cache: bool) -> Any:
     runner = _RUNNERS.get(key)
     if runner is None:
         _RUNNERS.clear()
-        runner = Runner(opts, check_device=False)  # a step that trains checks its node's
+        runner = Runner(opts, check_device=False)  # a step that trains checks this node
         runner.run_id = run_id
         runner.node = {**runner.node, "ray_node": node, "pid": os.getpid()}
         _RUNNERS[key] = runner
