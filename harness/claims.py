@@ -1,7 +1,8 @@
 """What a speedup may claim: faster, slower, or no measurable change against the noise floor.
 
 The noise floor of a (suite, model, target, batch) is the baseline timed against a second
-session of itself in the same run (the A/A row): its CI is the band a real change must clear.
+session of itself in the same run (the A/A row): its CI, made symmetric about 1.0 (`floor`), is
+the band a real change must clear.
 A speedup whose CI overlaps that band claims nothing ("no measurable speedup"), and a noisy
 measurement claims nothing either, whatever its point estimate. The terminal table, the HTML
 report and `harness compare` all word their rows through this one function, so they never
@@ -23,12 +24,22 @@ def band_key(row: dict[str, Any]) -> tuple[Any, ...]:
             row.get("run_id"))
 
 
+def floor(lo: float, hi: float) -> tuple[float, float]:
+    """The noise floor an A/A CI [lo, hi] sets: the CI made symmetric about 1.0 in log terms,
+    [1/m, m] with m = max(hi, 1/lo). A pair of sessions is a random draw that can read a few
+    percent either way for the whole pair, beyond its CI (README "Sessions as a random
+    effect"): an A/A at [0.979, 0.992] says a cell on its own pair may read 2% high as well as
+    low, so the band is [0.979, 1.021], not a band that a cell at 1.00 would clear."""
+    m = max(hi, 1.0 / lo)
+    return 1.0 / m, m
+
+
 def aa_bands(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[float, float]]:
-    """(suite, model, target, batch, run) -> the A/A CI of the baseline measured there."""
+    """(suite, model, target, batch, run) -> the noise floor of the A/A row measured there."""
     out = {}
     for r in rows:
         if r.get("method") == "baseline" and r.get("speedup_ci_low") is not None:
-            out[band_key(r)] = (float(r["speedup_ci_low"]), float(r["speedup_ci_high"]))
+            out[band_key(r)] = floor(float(r["speedup_ci_low"]), float(r["speedup_ci_high"]))
     return out
 
 

@@ -257,14 +257,18 @@ def _uncertainty(ax, part: pd.DataFrame, hue_order: list[str], x: str, y: str,  
 
 
 def _aa_band(ax, part: pd.DataFrame, horizontal: bool) -> None:  # type: ignore[no-untyped-def]
-    """The A/A noise floor: the span of the baselines' own CIs (speedup against themselves)."""
+    """The A/A noise floor: the span of the baselines' own CIs (speedup against themselves),
+    symmetric about 1.0 as the claims take it (`claims.floor`)."""
     base = part[(part.method == "baseline") & part.speedup_ci_low.notna()] \
         if "speedup_ci_low" in part else part.iloc[:0]
     if base.empty:
         return
-    lo, hi = float(base.speedup_ci_low.min()), float(base.speedup_ci_high.max())
+    from harness.claims import floor
+
+    lo, hi = floor(float(base.speedup_ci_low.min()), float(base.speedup_ci_high.max()))
     span = ax.axvspan if horizontal else ax.axhspan
-    span(lo, hi, color="grey", alpha=0.18, zorder=0, label="A/A noise floor (baseline CI)")
+    span(lo, hi, color="grey", alpha=0.18, zorder=0,
+         label="A/A noise floor (baseline CI, symmetric about 1)")
 
 
 def speedup_vs_compression(df: pd.DataFrame, path: Path,

@@ -214,7 +214,7 @@ def main() -> None:
         else None,
         "timing_node": timing.node_id, "seconds": {"local": t_local, "ray": t_ray},
         "tune": tuned,
-        "kill_writes": kill_writes, "no_gpu": no_gpu,
+        "kill_writes": kill_writes, "no_gpu": no_gpu, "timing_facts": executor["timing_nodes"],
         "two": rows(work, "two.db", two_id), "two_writes": two_writes,
         "two_nodes": {small.node_id: 1.0, big.node_id: 2.0},
         "killed_finetune": fine.read_text() if fine.exists() else None,

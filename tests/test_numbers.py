@@ -15,7 +15,7 @@ import pytest
 
 from harness import quality, stats
 from harness.benchmarks.estimators import SCENARIOS, Scenario, draw
-from harness.claims import NO_CHANGE, aa_bands, claim, fmt_speedup
+from harness.claims import NO_CHANGE, aa_bands, band_key, claim, fmt_speedup
 from harness.timing import Timing, TimingConfig, Window, measure_pair
 
 
@@ -197,6 +197,13 @@ def test_claims_against_the_aa_band() -> None:
     assert [claim(r, bands) for r in rows] == ["A/A", NO_CHANGE, "faster", "slower", "noisy"]
     assert fmt_speedup(rows[2]) == "1.4x [1.3, 1.5]"
     assert claim({**rows[1], "speedup_ci_low": None}, bands) == "no CI"
+    # an A/A that read one session pair 2% low: a cell at 1.00-1.01 on its own pair is no
+    # speedup (the band is symmetric about 1.0), one clearly beyond 1.021 is
+    off = [_row("baseline", 0.985, 0.979, 0.992), _row("e", 1.005, 1.0, 1.01),
+           _row("f", 1.03, 1.025, 1.035), _row("g", 0.97, 0.965, 0.975)]
+    bands = aa_bands(off)
+    assert bands[band_key(off[0])] == pytest.approx((0.979, 1 / 0.979))
+    assert [claim(r, bands) for r in off] == ["A/A", NO_CHANGE, "faster", "slower"]
 
 
 def test_a_speedup_timed_in_short_chunks_of_short_calls_says_it_may_read_low() -> None:

@@ -92,6 +92,26 @@ def test_cuda_needs_a_gpu_node_not_a_gpu_driver(result: dict) -> None:  # type: 
         assert f"on node {result['gpu_node']} sees no CUDA device" in row["error"]
 
 
+def test_timing_nodes_facts_are_recorded_and_match_the_driver_on_one_machine(result: dict) -> None:  # type: ignore[type-arg]
+    (node,) = result["timing_facts"]
+    assert set(node["versions"]) == {"onnxruntime-cpu", "openvino-cpu"} and node["cpu"]
+    assert node["unusable"] == {} and node["differs"] == []
+
+
+def test_a_timing_node_unlike_the_driver_is_named() -> None:
+    from harness.executors.ray import differences
+
+    driver = {"cpu": "Xeon A", "versions": {"onnxruntime-cpu": {"onnxruntime": "1.22.0"}},
+              "unusable": {}}
+    assert differences(driver, driver) == []
+    node = {"cpu": "EPYC B", "versions": {"onnxruntime-cpu": {"onnxruntime": "1.20.1"}},
+            "unusable": {"openvino-cpu": "openvino not installed"}}
+    assert differences(driver, node) == [
+        "CPU EPYC B (the driver's: Xeon A)",
+        "onnxruntime-cpu {'onnxruntime': '1.20.1'} (the driver's: {'onnxruntime': '1.22.0'})",
+        "openvino-cpu cannot run there (openvino not installed)"]
+
+
 def test_one_machine_resolves_auto_to_the_shared_cache(result: dict) -> None:  # type: ignore[type-arg]
     assert result["auto_artifacts"] == "shared"
 

@@ -151,6 +151,39 @@ def remote_options(opts: Any) -> Any:
         data_dir=opts.data_dir.resolve() if opts.data_dir is not None else None)
 
 
+def node_facts(targets: list[str]) -> dict[str, Any]:
+    """On one node: what a cell's key says about where it is timed (the CPU model, each
+    target's runtime versions), and the targets that cannot run there."""
+    import harness.runner  # noqa: F401 - registers the targets (and plugins' ones)
+    from harness import sysinfo
+    from harness.registry import TARGETS
+
+    facts: dict[str, Any] = {"cpu": sysinfo.machine().get("cpu"), "versions": {},
+                             "unusable": {}}
+    for name in targets:
+        target = TARGETS.get(name)()
+        why = target.available()
+        if why:
+            facts["unusable"][name] = why
+        else:
+            facts["versions"][name] = target.versions()
+    return facts
+
+
+def differences(driver: dict[str, Any], node: dict[str, Any]) -> list[str]:
+    """How a timing node differs from the driver, whose facts the cell keys hold (the rows
+    hold the node's): a re-run from this driver would not see the node's CPU or runtime
+    change, and a target it cannot run fails every cell it times there."""
+    out = []
+    if node["cpu"] != driver["cpu"]:
+        out.append(f"CPU {node['cpu']} (the driver's: {driver['cpu']})")
+    for name, versions in node["versions"].items():
+        if versions != driver["versions"].get(name):
+            out.append(f"{name} {versions} (the driver's: {driver['versions'].get(name)})")
+    out += [f"{name} cannot run there ({why})" for name, why in node["unusable"].items()]
+    return out
+
+
 def _sees(path: str) -> bool:
     return os.path.exists(path)
 
@@ -172,6 +205,7 @@ class RayExecutor:
         self.artifacts = artifacts  # resolved from "auto" when the run starts
         self.timing_nodes: list[dict[str, Any]] = []
         self.driver_host: str | None = None
+        self.facts: dict[str, dict[str, Any]] = {}  # timing node -> node_facts + differences
         self.beside: list[str] = []  # timing nodes on the driver's own machine
 
     def describe(self) -> dict[str, Any]:
@@ -179,7 +213,8 @@ class RayExecutor:
                 "artifacts": self.artifacts, "driver_host": self.driver_host,
                 "driver_beside_timing_nodes": self.beside,
                 "timing_nodes": [{"node": n["NodeID"], "host": n.get("NodeManagerAddress"),
-                                  "cpus": n["Resources"].get("CPU")}
+                                  "cpus": n["Resources"].get("CPU"),
+                                  **self.facts.get(n["NodeID"], {})}
                                  for n in self.timing_nodes]}
 
     def _connect(self) -> Any:
@@ -213,6 +248,23 @@ class RayExecutor:
         finally:
             probe.unlink(missing_ok=True)
 
+    def _check_timing_nodes(self, ray: Any, runner: Any) -> None:
+        """Ask every timing node for its facts; a line for each way one differs from this
+        driver (recorded in the run's settings too)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        driver = node_facts(runner.targets)
+        ask = ray.remote(node_facts)
+        refs = [ask.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
+            n["NodeID"], soft=False)).remote(runner.targets) for n in self.timing_nodes]
+        for n, facts in zip(self.timing_nodes, ray.get(refs, timeout=300), strict=True):
+            facts["differs"] = differences(driver, facts)
+            self.facts[n["NodeID"]] = facts
+            for line in facts["differs"]:
+                runner.ev.log(f"warning: timing node {n.get('NodeManagerAddress')} "
+                              f"({n['NodeID'][:8]}) differs from this driver: {line}; cell keys "
+                              "hold the driver's facts, its rows the node's")
+
     def start(self, runner: Any) -> None:
         """Before the run is recorded: connect, find the timing nodes, resolve `auto` (so the
         run's settings say which way artifacts moved)."""
@@ -225,6 +277,7 @@ class RayExecutor:
                           f"timing node(s) ({self.driver_host}): it stores rows and prints "
                           "progress while measurements run there; run `harness` from the head "
                           "or another machine (README \"Past one machine\")")
+        self._check_timing_nodes(ray, runner)
         if runner.o.device == "cuda" and not any(
                 n["Resources"].get("GPU", 0) >= 1 for n in ray.nodes() if n.get("Alive")):
             # compute steps ask for a GPU: on a cluster without one they would wait forever
