@@ -277,13 +277,13 @@ class RayExecutor:
                           f"timing node(s) ({self.driver_host}): it stores rows and prints "
                           "progress while measurements run there; run `harness` from the head "
                           "or another machine (README \"Past one machine\")")
-        self._check_timing_nodes(ray, runner)
         if runner.o.device == "cuda" and not any(
                 n["Resources"].get("GPU", 0) >= 1 for n in ray.nodes() if n.get("Alive")):
             # compute steps ask for a GPU: on a cluster without one they would wait forever
             raise UsageError("--device cuda: no node of the Ray cluster advertises a GPU "
                              "(start one on a GPU machine with `ray start --address HEAD:PORT "
                              "--num-gpus 1`, or choose --device cpu)")
+        self._check_timing_nodes(ray, runner)
         if self.artifacts == "auto":
             self.artifacts = ("shared" if self._shared(ray, runner.o.cache_dir.resolve())
                               else "object-store")
