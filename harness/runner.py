@@ -166,7 +166,7 @@ class Runner:
                              "classifiers only (set it false in the suite's detection profiles)")
         self.scorer: Any = ClassifyScorer()  # a detector's scorer comes with its baseline
         self.loss = DetectScorer.loss if self.task == "detect" else ClassifyScorer.loss
-        if check_device and opts.device == "cuda" and not torch.cuda.is_available():
+        if check_device and self._no_cuda():
             raise UsageError("--device cuda: no CUDA device is available here (choose: cpu)")
         self.machine = sysinfo.machine()
         self.versions = sysinfo.versions()
@@ -432,24 +432,29 @@ class Runner:
 
     # ---- baseline and compression (cached on disk) ------------------------------------------
 
-    def _trainer(self, recipe: Recipe) -> Callable[..., Any]:
-        """ctx.finetune / ctx.train: `fit` with one of the suite's recipes, epochs overridable."""
+    def _trainer(self, recipe: Recipe, device: str) -> Callable[..., Any]:
+        """ctx.finetune / ctx.train: `fit` with one of the suite's recipes, epochs overridable,
+        on `device` (`_train_device`, checked once by the step that builds it)."""
         def train(model: torch.nn.Module, epochs: float | None = None,
                   masks: dict[str, torch.Tensor] | None = None, loss: Any = None,
                   extra_params: list[Any] | None = None,
                   constraint: Callable[[torch.nn.Module], None] | None = None) -> torch.nn.Module:
             r = dataclasses.replace(recipe, epochs=epochs) if epochs is not None else recipe
             return fit(model, self.dataset.train(), r, masks=masks, constraint=constraint,
-                       loss_fn=loss or self.loss, device=self._train_device("training"),
+                       loss_fn=loss or self.loss, device=device,
                        seed=self.o.suite.seed, progress=self.ev.train,
                        extra_params=extra_params)
         return train
+
+    def _no_cuda(self) -> bool:
+        """Does the run ask for cuda where this process has no CUDA device?"""
+        return self.o.device == "cuda" and not torch.cuda.is_available()
 
     def _train_device(self, what: str) -> str:
         """The device this process trains on: the run's `--device`. Where it is cuda and this
         process sees no CUDA device (a Ray worker on a node without a GPU), the step fails
         naming the node, rather than training on the CPU under cache keys that say cuda."""
-        if self.o.device == "cuda" and not torch.cuda.is_available():
+        if self._no_cuda():
             where = self.node.get("ray_node") or self.node.get("host")
             raise RuntimeError(f"{what} needs --device cuda, but this process on node {where} "
                                "sees no CUDA device (on Ray: a node started with --num-gpus "
@@ -460,9 +465,7 @@ class Runner:
         """Where accuracy passes run: the run's device where this process has it, else the
         CPU. A measure step of a cuda sweep runs on a timing node that may have no GPU: it
         re-scores the cached baseline there."""
-        if self.o.device == "cuda" and not torch.cuda.is_available():
-            return "cpu"
-        return self.o.device
+        return "cpu" if self._no_cuda() else self.o.device
 
     def _evaluate(self, model: torch.nn.Module, test_ds: Any) -> float:
         """The task's score (top-1, or mAP@0.5) of a torch model on the evaluation items."""
@@ -540,12 +543,12 @@ class Runner:
 
         self.ev.stage(f"{spec.name} {run.label}: compress")
         model = copy.deepcopy(baseline.module)
-        finetune = self._trainer(self.profile.finetune)
+        finetune = self._trainer(self.profile.finetune, device)
         ctx = Context(train_data=train_ds, test_data=test_ds,
                       num_classes=self.dataset.num_classes,
                       input_shape=tuple(self.dataset.input_shape), device=device,
                       teacher=copy.deepcopy(baseline.module), finetune=finetune,
-                      train=self._trainer(self.profile.train),
+                      train=self._trainer(self.profile.train, device),
                       train_epochs=self.profile.train.epochs,
                       evaluate=lambda m: self._evaluate(m, test_ds), log=self.ev.log,
                       seed=self.o.suite.seed, workdir=folder,

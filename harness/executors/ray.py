@@ -188,6 +188,23 @@ def _sees(path: str) -> bool:
     return os.path.exists(path)
 
 
+def _pinned(node: str) -> Any:
+    """The scheduling strategy that runs a task on `node` and nowhere else (if that node is
+    gone, the task fails instead of waiting)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return NodeAffinitySchedulingStrategy(node, soft=False)
+
+
+def _ask_each(ray: Any, fn: Any, nodes: list[dict[str, Any]], *args: Any, timeout: float
+              ) -> list[Any]:
+    """`fn(*args)` once on each of `nodes`, asking for no CPU (so it runs beside anything):
+    their answers, in the order of `nodes`."""
+    task = ray.remote(fn)
+    return ray.get([task.options(num_cpus=0, scheduling_strategy=_pinned(n["NodeID"]))
+                    .remote(*args) for n in nodes], timeout=timeout)
+
+
 class RayExecutor:
     name = "ray"
 
@@ -203,7 +220,9 @@ class RayExecutor:
         self.address = address
         self.max_retries = max_retries
         self.artifacts = artifacts  # resolved from "auto" when the run starts
+        self.nodes: list[dict[str, Any]] = []  # the cluster's live nodes
         self.timing_nodes: list[dict[str, Any]] = []
+        self.options: Any = None  # the run's options as workers get them (remote_options)
         self.driver_host: str | None = None
         self.facts: dict[str, dict[str, Any]] = {}  # timing node -> node_facts + differences
         self.beside: list[str] = []  # timing nodes on the driver's own machine
@@ -223,8 +242,8 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=self.address or "auto", log_to_driver=False,
                      include_dashboard=False)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        self.timing_nodes = [n for n in nodes if n["Resources"].get("timing", 0) >= 1]
+        self.nodes = [n for n in ray.nodes() if n.get("Alive")]
+        self.timing_nodes = [n for n in self.nodes if n["Resources"].get("timing", 0) >= 1]
         if not self.timing_nodes:
             raise UsageError("no Ray node advertises the timing resource: start one with "
                              "`ray start --address HEAD:PORT --resources '{\"timing\": 1}'`")
@@ -232,17 +251,11 @@ class RayExecutor:
 
     def _shared(self, ray: Any, cache_dir: Path) -> bool:
         """Does every live node see a file the driver just wrote into the cache directory?"""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         cache_dir.mkdir(parents=True, exist_ok=True)
         probe = cache_dir / f".ray-probe-{uuid.uuid4().hex[:8]}"
         probe.write_text("shared?")
         try:
-            sees = ray.remote(_sees)
-            refs = [sees.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
-                n["NodeID"], soft=False)).remote(str(probe))
-                    for n in ray.nodes() if n.get("Alive")]
-            return all(ray.get(refs, timeout=120))
+            return all(_ask_each(ray, _sees, self.nodes, str(probe), timeout=120))
         except ray.exceptions.GetTimeoutError:  # a node that cannot answer in 2 minutes is
             return False  # not known to see the cache: models travel through the object store
         finally:
@@ -251,13 +264,9 @@ class RayExecutor:
     def _check_timing_nodes(self, ray: Any, runner: Any) -> None:
         """Ask every timing node for its facts; a line for each way one differs from this
         driver (recorded in the run's settings too)."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         driver = node_facts(runner.targets)
-        ask = ray.remote(node_facts)
-        refs = [ask.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(
-            n["NodeID"], soft=False)).remote(runner.targets) for n in self.timing_nodes]
-        for n, facts in zip(self.timing_nodes, ray.get(refs, timeout=300), strict=True):
+        answers = _ask_each(ray, node_facts, self.timing_nodes, runner.targets, timeout=300)
+        for n, facts in zip(self.timing_nodes, answers, strict=True):
             facts["differs"] = differences(driver, facts)
             self.facts[n["NodeID"]] = facts
             for line in facts["differs"]:
@@ -278,22 +287,21 @@ class RayExecutor:
                           "progress while measurements run there; run `harness` from the head "
                           "or another machine (README \"Past one machine\")")
         if runner.o.device == "cuda" and not any(
-                n["Resources"].get("GPU", 0) >= 1 for n in ray.nodes() if n.get("Alive")):
+                n["Resources"].get("GPU", 0) >= 1 for n in self.nodes):
             # compute steps ask for a GPU: on a cluster without one they would wait forever
             raise UsageError("--device cuda: no node of the Ray cluster advertises a GPU "
                              "(start one on a GPU machine with `ray start --address HEAD:PORT "
                              "--num-gpus 1`, or choose --device cpu)")
         self._check_timing_nodes(ray, runner)
+        self.options = remote_options(runner.o)
         if self.artifacts == "auto":
-            self.artifacts = ("shared" if self._shared(ray, runner.o.cache_dir.resolve())
+            self.artifacts = ("shared" if self._shared(ray, self.options.cache_dir)
                               else "object-store")
 
     def run(self, runner: Any, plan: Plan) -> Iterator[Any]:
         from harness.runner import StepResult
 
         import ray
-
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         if not self.timing_nodes:  # run without a session (which starts it first)
             self.start(runner)
@@ -312,10 +320,10 @@ class RayExecutor:
             free.discard(node)
             return remote.options(
                 num_cpus=cpus[node], resources={"timing": 1},
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
+                scheduling_strategy=_pinned(node),
                 max_retries=self.max_retries, retry_exceptions=False)
 
-        opts_ref = ray.put(remote_options(runner.o))
+        opts_ref = ray.put(self.options)
         done: set[str] = set()
         failed: dict[str, str] = {}
         waiting = list(plan.steps)
