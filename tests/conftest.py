@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -168,6 +169,15 @@ def tiny_suite(folder: Path, name: str = "tiny", models: str = '["lenet-300-100"
     path = folder / f"{name}.toml"
     path.write_text(TINY_SUITE.format(name=name, models=models, methods=methods))
     return path
+
+
+def cells(db: Path) -> list[sqlite3.Row]:
+    """Every stored cell row of a results store, oldest first."""
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    rows = con.execute("SELECT * FROM cells ORDER BY created, rowid").fetchall()
+    con.close()
+    return rows
 
 
 def harness_bin() -> list[str]:

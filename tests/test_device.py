@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from conftest import run_cli, tiny_suite
+from conftest import cells, run_cli, tiny_suite
 
 METHODS = """
 [[methods]]
@@ -38,14 +37,6 @@ def _options(work: Path, data_dir: Path, device: str, store: str = "r.db") -> An
     return RunOptions(suite=s, profile="smoke", targets=["onnxruntime-cpu"],
                       store=work / store, cache_dir=work / "cache", data_dir=data_dir,
                       device=device)
-
-
-def _rows(db: Path) -> list[dict[str, Any]]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    rows = [dict(r) for r in con.execute("SELECT * FROM cells ORDER BY created, rowid")]
-    con.close()
-    return rows
 
 
 @no_cuda
@@ -85,7 +76,7 @@ def test_a_process_without_cuda_measures_a_cuda_sweep_on_the_cpu(
 
     monkeypatch.setattr(runner_mod, "fit", no_training)
     cuda.run()
-    cpu_rows, cuda_rows = _rows(tmp_path / "cpu.db"), _rows(tmp_path / "cuda.db")
+    cpu_rows, cuda_rows = cells(tmp_path / "cpu.db"), cells(tmp_path / "cuda.db")
     assert len(cuda_rows) == len(cpu_rows) == 2
     assert all(r["status"] == "ok" for r in cuda_rows), [r["error"] for r in cuda_rows]
     assert {r["cell_key"] for r in cuda_rows}.isdisjoint(r["cell_key"] for r in cpu_rows)
@@ -99,7 +90,7 @@ def test_a_process_without_cuda_measures_a_cuda_sweep_on_the_cpu(
     shutil.rmtree(cuda.compressed_folder(model, next(r for r in runs if r.method != "baseline")))
     again = Runner(dataclasses.replace(cuda.o, store=tmp_path / "again.db"), check_device=False)
     again.run()
-    rows = {r["method"]: r for r in _rows(tmp_path / "again.db")}
+    rows = {r["method"]: r for r in cells(tmp_path / "again.db")}
     assert rows["baseline"]["status"] == "ok"
     failed = rows["weight-level"]
     assert failed["status"] == "failed"
@@ -125,7 +116,7 @@ def test_a_cuda_sweep_trains_on_the_gpu_and_scores_on_the_runtime(
 
     monkeypatch.setattr(runner_mod, "fit", fit)
     Runner(_options(tmp_path, data_dir, "cuda")).run()
-    rows = _rows(tmp_path / "r.db")
+    rows = cells(tmp_path / "r.db")
     assert [r["status"] for r in rows] == ["ok", "ok"], [r["error"] for r in rows]
     assert devices == ["cuda", "cuda"]  # the baseline, then the fine-tune
     for r in rows:  # 256 evaluation items: at most a couple may flip between the two

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_METHODS, run_cli, tiny_suite
+from conftest import DEFAULT_METHODS, cells, run_cli, tiny_suite
 
 TARGETS = ["torch-cpu", "onnxruntime-cpu", "openvino-cpu", "null"]
 FAILING = DEFAULT_METHODS + """
@@ -34,14 +34,6 @@ def sweep(tmp_path_factory, data_dir):  # type: ignore[no-untyped-def]
     assert first.returncode == 1, first.stdout + first.stderr
     assert f"{3 * len(TARGETS)} ok, {len(TARGETS)} failed" in first.stdout
     return work, args, first
-
-
-def cells(db: Path) -> list[sqlite3.Row]:
-    con = sqlite3.connect(db)
-    con.row_factory = sqlite3.Row
-    rows = con.execute("SELECT * FROM cells ORDER BY created, rowid").fetchall()
-    con.close()
-    return rows
 
 
 def test_every_cell_is_stored_and_a_failure_does_not_stop_the_sweep(sweep) -> None:  # type: ignore[no-untyped-def]
