@@ -177,6 +177,9 @@ class Runner:
         self._baselines: dict[str, tuple[Prepared, float]] = {}
         self._last: tuple[Any, tuple[Prepared, dict[str, Any]]] | None = None
         # where this process times: recorded with every cell (a Ray worker adds its node id)
+        # the facts of the machines that time cells (`timed_facts`): None is this process's
+        # machine; a Ray run sets the timing nodes' answers (RayExecutor.start)
+        self.timed_on: list[dict[str, Any]] | None = None
         self.node: dict[str, Any] = {"host": self.machine.get("hostname"),
                                      "cpu": self.machine.get("cpu"),
                                      "cores_usable": self.machine.get("cores_usable")}
@@ -250,12 +253,27 @@ class Runner:
         key = self.compressed_key(model, run)
         return self.o.cache_dir / "compressed" / slug(f"{model}-{run.method}-{key}")
 
+    def timed_facts(self, target: str) -> tuple[Any, Any]:
+        """The CPU and `target`'s runtime versions that a cell's key names: where the cell is
+        timed, so that a stored cell is reused only where it would be timed again. Locally,
+        this machine. On Ray, the timing nodes (not the driver, which times nothing): one
+        kind of machine is named as this machine would be; a mixed pool names every CPU and
+        version set it has, since which node will time a cell is not known when its key is
+        computed (a cell stored by another pool is then measured again, never reused)."""
+        if self.timed_on is None:
+            return self.machine["cpu"], TARGETS.get(target)().versions()
+        cpus = sorted({str(f["cpu"]) for f in self.timed_on})
+        versions = sorted({json.dumps(f["versions"][target], sort_keys=True)
+                           for f in self.timed_on if target in f["versions"]})
+        return (cpus[0] if len(cpus) == 1 else cpus,
+                json.loads(versions[0]) if len(versions) == 1 else versions)
+
     def cell_key(self, model: str, run: MethodRun, target: str) -> str:
-        t = TARGETS.get(target)()
+        cpu, versions = self.timed_facts(target)
         return digest({"suite": self.o.suite.name, "compressed": self.compressed_key(model, run),
-                       "target": target, "versions": t.versions(),
+                       "target": target, "versions": versions,
                        "timing": self.profile.timing.key(), "threads": self.threads,
-                       "eval_samples": self.profile.eval_samples, "cpu": self.machine["cpu"],
+                       "eval_samples": self.profile.eval_samples, "cpu": cpu,
                        "harness": __version__, "measure": MEASURE_VERSION,
                        "estimator": self.estimator})
 

@@ -241,8 +241,9 @@ class Tuner:
             done: list[TrialResult] = []
             store = Store(self.runner.o.store)
             try:
-                self._settle(study, store, TrialState)
                 with self.runner.session(executor) as sweep:
+                    # after the executor started: on Ray, cell keys name the timing nodes
+                    self._settle(study, store, TrialState)
                     while self._finished(study, TrialState) < self.o.trials:
                         done.append(self._trial(study, store, sweep))
                         self.ev.trial(done[-1])

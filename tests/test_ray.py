@@ -112,6 +112,37 @@ def test_a_timing_node_unlike_the_driver_is_named() -> None:
         "openvino-cpu cannot run there (openvino not installed)"]
 
 
+def test_cells_are_keyed_by_the_timing_nodes_not_the_driver(tmp_path: Path) -> None:
+    """A stored cell is reused only where it would be timed again: the driver's CPU does not
+    enter the key; a pool of one kind keys as that machine would locally; a mixed pool names
+    every kind (a cell stored by one of its kinds alone is measured again)."""
+    from conftest import tiny_suite
+
+    from harness import suite as suites
+    from harness.runner import Runner, RunOptions
+    from harness.suite import MethodRun
+
+    r = Runner(RunOptions(suite=suites.load(str(tiny_suite(tmp_path))), profile="smoke",
+                          targets=["onnxruntime-cpu"], store=tmp_path / "r.db",
+                          cache_dir=tmp_path / "cache"))
+    run, t = MethodRun("l1-filter", {"ratio": 0.5}), "onnxruntime-cpu"
+    here = r.cell_key("lenet-300-100", run, t)
+    me = {"cpu": r.machine["cpu"], "versions": {t: r.timed_facts(t)[1]}}
+    other = {"cpu": "EPYC B", "versions": {t: {"onnxruntime": "0.0.1"}}}
+
+    def key(*pool: dict) -> str:  # type: ignore[type-arg]
+        r.timed_on = list(pool)
+        return r.cell_key("lenet-300-100", run, t)
+
+    assert key(me, me) == here  # timing nodes like this machine: the local key
+    only_other = key(other)
+    assert only_other != here
+    assert key(other, other) == only_other  # how many nodes does not matter, only which kinds
+    assert key({**other, "versions": {t: me["versions"][t]}}) not in (here, only_other)
+    mixed = key(me, other)
+    assert mixed not in (here, only_other) and key(other, me) == mixed
+
+
 def test_one_machine_resolves_auto_to_the_shared_cache(result: dict) -> None:  # type: ignore[type-arg]
     assert result["auto_artifacts"] == "shared"
 

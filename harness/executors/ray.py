@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import tarfile
 import uuid
@@ -262,17 +263,30 @@ class RayExecutor:
             probe.unlink(missing_ok=True)
 
     def _check_timing_nodes(self, ray: Any, runner: Any) -> None:
-        """Ask every timing node for its facts; a line for each way one differs from this
-        driver (recorded in the run's settings too)."""
+        """Ask every timing node for its facts (recorded in the run's settings) and key the
+        run's cells by them (`Runner.timed_facts`): the driver times nothing, so its own CPU
+        and runtimes say nothing about a cell. A line for each way a node differs from the
+        driver; a warning where the timing nodes differ from each other or cannot run a
+        target."""
         driver = node_facts(runner.targets)
         answers = _ask_each(ray, node_facts, self.timing_nodes, runner.targets, timeout=300)
         for n, facts in zip(self.timing_nodes, answers, strict=True):
             facts["differs"] = differences(driver, facts)
             self.facts[n["NodeID"]] = facts
-            for line in facts["differs"]:
-                runner.ev.log(f"warning: timing node {n.get('NodeManagerAddress')} "
-                              f"({n['NodeID'][:8]}) differs from this driver: {line}; cell keys "
-                              "hold the driver's facts, its rows the node's")
+            where = f"timing node {n.get('NodeManagerAddress')} ({n['NodeID'][:8]})"
+            for line in differences(driver, {**facts, "unusable": {}}):
+                runner.ev.log(f"{where} differs from this driver: {line}; the cells it times "
+                              "are keyed by the node's facts")
+            for name, why in facts["unusable"].items():  # every cell it times there fails
+                runner.ev.log(f"warning: {where} cannot run {name} ({why})")
+        runner.timed_on = [{"cpu": f["cpu"], "versions": f["versions"]} for f in answers]
+        kinds = {json.dumps(f, sort_keys=True) for f in runner.timed_on}
+        if len(kinds) > 1:
+            runner.ev.log(f"warning: the {len(self.timing_nodes)} timing nodes are {len(kinds)} "
+                          "kinds of machine (CPU or runtime versions differ): a speedup still "
+                          "divides two numbers from one node, but latencies of different cells "
+                          "may come from different machines (each row's `node` says which); "
+                          "cell keys name every kind")
 
     def start(self, runner: Any) -> None:
         """Before the run is recorded: connect, find the timing nodes, resolve `auto` (so the
