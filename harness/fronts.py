@@ -125,7 +125,8 @@ class Disagreement:
 
 def disagreements(pts: list[Point]) -> list[Disagreement]:
     """Every (configuration, target pair) where one target's front has it and the other's
-    does not; [] when the fronts agree (or there is one target)."""
+    does not; [] when the fronts agree (or there is one target). A configuration whose point
+    on the other target is noisy is no disagreement: it is left off that front unjudged."""
     groups = by_target(pts)
     fronts = {t: {p.trial for p in front(ps)} for t, ps in groups.items()}
     out = []
@@ -135,8 +136,10 @@ def disagreements(pts: list[Point]) -> list[Disagreement]:
                 continue
             there = {p.trial: p for p in groups[off]}
             for p in front(ps):
+                q = there.get(p.trial)
+                if q is not None and not q.clean:  # left off that front as noisy, not judged
+                    continue
                 if p.trial not in fronts[off]:
-                    q = there.get(p.trial)
                     out.append(Disagreement(p.label, p.trial, on, off, p, q,
                                             q is not None and _beaten(q, front(groups[off]))))
     return sorted(out, key=lambda d: (d.on, d.trial))

@@ -209,19 +209,33 @@ def row_id(row: dict[str, Any]) -> str:
 
 
 def accuracy_losses(rows: Sequence[dict[str, Any]]) -> dict[int, float | None]:
-    """id(row) -> points lost against the baseline of the same suite, model and target (the
-    runtime's own accuracy on both sides); None where either is unknown."""
-    base: dict[tuple[Any, ...], float] = {}
+    """id(row) -> points lost against the baseline the row's model was compressed from, on
+    the same target and evaluation items (the runtime's own accuracy on both sides); None
+    where either is unknown.
+
+    A store row (schema 5) names that baseline (`baseline_key`) and carries its accuracy
+    (`baseline_top1_target`, looked up in the store's whole history): a newer run of another
+    profile, device or dataset that re-measured the baseline never becomes the reference. A
+    row without a `baseline_key` (stored before schema 5, or built by hand) is compared with
+    a baseline row of the same suite, model, target and evaluation items that has none
+    either."""
+    legacy: dict[tuple[Any, ...], float] = {}
     for r in rows:
         if r.get("method") == "baseline" and r.get("status") == "ok" \
-                and r.get("top1_target") is not None:
-            base[(r.get("suite"), r.get("model"), r.get("target"))] = float(r["top1_target"])
+                and r.get("top1_target") is not None and not r.get("baseline_key"):
+            legacy[_legacy_key(r)] = float(r["top1_target"])
     out: dict[int, float | None] = {}
     for r in rows:
-        ref = base.get((r.get("suite"), r.get("model"), r.get("target")))
+        ref = r.get("baseline_top1_target") if r.get("baseline_key") else None
+        if ref is None:
+            ref = legacy.get(_legacy_key(r))
         top1 = r.get("top1_target")
-        out[id(r)] = None if ref is None or top1 is None else 100 * (ref - float(top1))
+        out[id(r)] = None if ref is None or top1 is None else 100 * (float(ref) - float(top1))
     return out
+
+
+def _legacy_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row.get("suite"), row.get("model"), row.get("target"), row.get("eval_samples"))
 
 
 def _config(row: dict[str, Any]) -> dict[str, Any]:
@@ -311,13 +325,16 @@ def _not_faster(row: dict[str, Any], bands: dict[Any, Any]) -> str:
     return f"slower than the baseline: CI {ci} below the {band}"
 
 
+UNSCORED = "not a scored run"  # how an answer's flag for an unscored measurement begins
+
+
 def _flags(row: dict[str, Any]) -> tuple[str, ...]:
     """Caveats an answer carries: an unscored measurement, and a speedup timed in chunks short
     enough to read low (`harness.claims.short_chunks`), which can reorder close candidates."""
     out = []
     if row.get("scored") in (0, False):
         why = row.get("unscored_reason") or "below the scoring floors"
-        out.append(f"not a scored run: {why}")
+        out.append(f"{UNSCORED}: {why}")
     caveat = short_chunks(row)
     if caveat:
         out.append(f"speedup timed in {caveat} (README \"Switching bias\")")
@@ -331,12 +348,12 @@ def _pareto(cands: list[tuple[dict[str, Any], float | None]]
     pts = [(r, loss) for r, loss in cands if r.get("quality") == "clean"
            and r.get("speedup") is not None and loss is not None]
     pts.sort(key=lambda p: (-float(p[0]["speedup"]), p[1]))
-    keep, best = [], math.inf
+    keep, best, at = [], math.inf, None
     for r, loss in pts:
         assert loss is not None
-        if loss < best:
+        if loss < best or (loss == best and float(r["speedup"]) == at):  # exact ties: all
             keep.append((r, loss))
-            best = loss
+            best, at = loss, float(r["speedup"])
     return sorted(keep, key=lambda p: float(p[0]["speedup"]))
 
 

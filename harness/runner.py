@@ -428,6 +428,7 @@ class Runner:
             "method": run.method, "method_config": run.config, "target": target,
             "status": status, "error": error, "eval_samples": self.profile.eval_samples,
             "target_versions": TARGETS.get(target)().versions(),
+            "baseline_key": self.baseline_key(model),  # the accuracy loss's reference
         }
         if prepared is not None:
             m = prepared.metrics

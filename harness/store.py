@@ -25,7 +25,7 @@ import numpy as np
 
 from harness.errors import UsageError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +42,7 @@ CREATE TABLE IF NOT EXISTS cells (
     flops_effective INTEGER, size_bytes INTEGER, size_compressed_bytes INTEGER,
     compression_ratio REAL, flops_ratio REAL, layers TEXT, info TEXT, target_versions TEXT,
     created TEXT, duration_s REAL, metric TEXT, postprocess_ms REAL,
-    macs INTEGER, runtime_settings TEXT, node TEXT,
+    macs INTEGER, runtime_settings TEXT, node TEXT, baseline_key TEXT,
     PRIMARY KEY (cell_key, run_id)
 );
 CREATE TABLE IF NOT EXISTS measurements (
@@ -89,6 +89,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
        "ALTER TABLE cells ADD COLUMN node TEXT"),
     # 3 -> 4: the `trials` table of `harness tune` (created by SCHEMA); no column changes
     (),
+    # 4 -> 5: the key of the trained baseline a cell's model came from, so that its accuracy
+    # loss is taken against that baseline (not another profile's or device's); old rows NULL
+    ("ALTER TABLE cells ADD COLUMN baseline_key TEXT",),
 )
 
 JSON_COLUMNS = ("method_config", "layers", "info", "target_versions", "machine", "versions",
@@ -346,7 +349,18 @@ class Store:
         return [_decode(r) for r in self.db.execute(sql, (suite,) if suite else ())]
 
 
+# the runtime accuracy of the baseline a row's model came from (same baseline_key, target and
+# evaluation items), from any run: its own run's, else the newest. The latest rows may hold a
+# newer profile's baseline in its place, so it is looked up in the whole history.
+_BASELINE_OF = (
+    "SELECT b.top1_target FROM cells b WHERE b.method='baseline' AND b.status='ok' "
+    "AND b.baseline_key=c.baseline_key AND b.target=c.target "
+    "AND b.eval_samples IS c.eval_samples AND b.top1_target IS NOT NULL")
+_BASELINE_TOP1 = (f"COALESCE(({_BASELINE_OF} AND b.run_id=c.run_id LIMIT 1), "
+                  f"({_BASELINE_OF} ORDER BY b.created DESC, b.rowid DESC LIMIT 1)) "
+                  "AS baseline_top1_target")
 _ROWS = ("SELECT c.*, " + ", ".join(f"m.{col}" for col in MEASUREMENT_COLUMNS)
+         + ", " + _BASELINE_TOP1
          + " FROM cells c LEFT JOIN measurements m ON m.cell_key=c.cell_key AND m.run_id=c.run_id")
 
 

@@ -5,7 +5,8 @@ asv style, each pair gets a word with its evidence: `change` is faster / slower 
 95% CI of A's time per call over B's (bootstrapped over rounds of the raw samples; "same"
 unless the whole CI is beyond +-5%), and `speedup_change` compares the two runs' speedups over
 their own baselines (each measured interleaved within its run, so drift between the runs
-cancels): "same" when their CIs overlap.
+cancels): "same" when their CIs overlap, "noisy" when either measurement is. Each speedup is
+worded with its claim against its run's noise floor (`harness.claims`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from harness import stats
-from harness.claims import fmt_speedup, short_chunks
+from harness.claims import aa_bands, claim, fmt_speedup, short_chunks
 from harness.errors import unknown
 from harness.reports.table import method_label
 from harness.store import Store
@@ -51,6 +52,7 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
     samples = {(s["cell_key"], s["run_id"], s["batch_size"]): s
                for run in (run_a, run_b) for s in store.samples(run_id=run)
                if s["side"] == "candidate"}
+    bands = aa_bands([*a.values(), *b.values()])  # each run's own A/A rows first
     rows = []
     short = 0  # speedups timed in chunks that may read low (each row of either run)
     reopened = 0  # pairs timed one on a single session pair, the other on fresh pairs
@@ -72,9 +74,9 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             "top1_diff_points": (None if ra["top1_target"] is None or rb["top1_target"] is None
                                  else round(100 * (rb["top1_target"] - ra["top1_target"]), 3)),
             "change": change, "time_ratio_ci": ci,
-            "speedup_a": fmt_speedup(ra) + (" *" if low_a else ""),
-            "speedup_b": fmt_speedup(rb) + (" *" if low_b else ""),
-            "speedup_change": _speedup_change(ra, rb),
+            "speedup_a": _worded(ra, bands) + (" *" if low_a else ""),
+            "speedup_b": _worded(rb, bands) + (" *" if low_b else ""),
+            "speedup_change": _speedup_change(ra, rb, bands),
         })
     split = sum(1 for k in set(a) & set(b) if _node(a[k]) != _node(b[k]))
     if split:
@@ -141,7 +143,19 @@ def _change(sa: dict[str, Any] | None, sb: dict[str, Any] | None) -> tuple[str, 
     return "same", ci
 
 
-def _speedup_change(ra: dict[str, Any], rb: dict[str, Any]) -> str:
+def _worded(r: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]) -> str:
+    """A speedup with its CI and what it may claim against its run's noise floor
+    (harness.claims, as the table and the report word it)."""
+    said = claim(r, bands)
+    return fmt_speedup(r) + (f" {said}" if said and said != "no CI" else "")
+
+
+def _speedup_change(ra: dict[str, Any], rb: dict[str, Any],
+                    bands: dict[tuple[Any, ...], tuple[float, float]]) -> str:
+    """higher / lower / same: B's speedup against A's, by their CIs; "noisy" where either
+    side is (a noisy CI claims nothing, so no change is read from it)."""
+    if "noisy" in (claim(ra, bands), claim(rb, bands)):
+        return "noisy"
     if ra.get("speedup_ci_low") is None or rb.get("speedup_ci_low") is None:
         return "no CI"
     if stats.overlaps((ra["speedup_ci_low"], ra["speedup_ci_high"]),

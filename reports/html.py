@@ -255,7 +255,7 @@ def _layer_tables(rows: list[dict[str, Any]], out_dir: Path) -> list[dict[str, A
 def _choice_view(c: Any) -> dict[str, Any] | None:
     """A harness.recommend.Choice as the verdict panel prints it."""
     from harness.claims import fmt_speedup
-    from harness.recommend import fmt_size
+    from harness.recommend import UNSCORED, fmt_size
     from harness.reports.table import fmt3
 
     if c is None:
@@ -267,7 +267,11 @@ def _choice_view(c: Any) -> dict[str, Any] | None:
             "size": "" if c.size_bytes is None else fmt_size(c.size_bytes),
             "zlib": "" if c.size_compressed_bytes is None else fmt_size(c.size_compressed_bytes),
             "ratio": "" if c.compression_ratio is None else fmt3(c.compression_ratio),
-            "flags": "; ".join(c.flags), "lacks": "; ".join(c.lacks)}
+            "flags": "; ".join(c.flags), "lacks": "; ".join(c.lacks),
+            # the badge names what the caveats are: a measurement below the scoring floors,
+            # or only a caveat (e.g. chunks short enough to read a speedup low)
+            "badge": "unscored" if any(f.startswith(UNSCORED) for f in c.flags)
+            else "caveat"}
 
 
 def short_labels(rows: list[dict[str, Any]]) -> dict[str, str]:

@@ -267,7 +267,7 @@ def test_a_version_2_store_upgrades_and_old_rows_stay_readable(tmp_path: Path) -
     con.executescript(V2_SCHEMA)
     con.close()
     st = Store(db)
-    assert st.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "4"
+    assert st.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "5"
     assert st.trials() == []  # 3 -> 4: the tune trials table exists, empty
     rows = st.rows()
     assert len(rows) == 1 and rows[0]["speedup"] == 1.42 and rows[0]["speedup_ci_low"] is None

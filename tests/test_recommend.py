@@ -205,6 +205,65 @@ def test_noisy_rows_never_win_even_alone(tmp_path: Path) -> None:
     assert a.misses[0].lacks == (f"noisy: {NOISY_WHY}",)
 
 
+def test_accuracy_loss_is_taken_against_the_rows_own_baseline(tmp_path: Path) -> None:
+    """A later run of another profile re-measures the baseline (10% after one smoke epoch);
+    the quick run's l1 row (85% against its 92% baseline) is still judged against 92%,
+    which is no longer among the latest rows: a loss of 7 points, outside a 1-point budget,
+    not a gain of 75. Its own run is preferred to a newer run of the same baseline."""
+    from harness.recommend import accuracy_losses
+
+    st = Store(tmp_path / "mix.db")
+
+    def put(run: str, key: str, method: str, base: str, top1: float, sp: float) -> None:
+        st.put_cell({"cell_key": key, "run_id": run, "suite": SUITE, "model": "m",
+                     "method": method, "method_config": {}, "target": "t", "status": "ok",
+                     "top1_target": top1, "eval_samples": 500, "baseline_key": base},
+                    [_m(1, sp, sp * 0.98, sp * 1.02, "clean", True)])
+
+    def l1_loss() -> float | None:
+        rows = st.rows(suite=SUITE)
+        return accuracy_losses(rows)[id(next(r for r in rows if r["method"] == "l1-filter"))]
+
+    st.start_run("quick", suite=SUITE, profile="quick")
+    put("quick", "q-base", "baseline", "K-quick", 0.92, 1.0)
+    put("quick", "q-l1", "l1-filter", "K-quick", 0.85, 2.0)
+    st.start_run("smoke", suite=SUITE, profile="smoke")
+    put("smoke", "s-base", "baseline", "K-smoke", 0.10, 1.0)
+    rows = st.rows(suite=SUITE)
+    assert sorted(r["cell_key"] for r in rows) == ["q-l1", "s-base"]  # 92% is not among them
+    assert l1_loss() == pytest.approx(7.0)
+    a = _one(rows, target="t", budgets=Budgets(max_accuracy_loss=1.0))
+    assert a.best is None and a.misses[0].acc_loss == pytest.approx(7.0)
+    st.start_run("again", suite=SUITE, profile="quick")  # the quick baseline re-scored lower
+    put("again", "q-base-2", "baseline", "K-quick", 0.90, 1.0)
+    assert l1_loss() == pytest.approx(7.0)  # its own run's 92%, not the newer 90%
+    st.close()
+
+
+def test_exact_ties_are_all_on_the_pareto_set() -> None:
+    """Two configurations equal on speedup and loss (three figures make ties common): neither
+    dominates the other, so both are on the answer's Pareto set and on the plot's front; a
+    point as fast but less accurate is not."""
+    import pandas as pd
+
+    from harness.reports.plots import pareto
+
+    def row(method: str, cfg: dict[str, Any], top1: float) -> dict[str, Any]:
+        return {"suite": SUITE, "model": "m", "target": "t", "status": "ok", "batch_size": 1,
+                "method": method, "method_config": cfg, "top1_target": top1, "speedup": 2.0,
+                "speedup_ci_low": 1.9, "speedup_ci_high": 2.1, "quality": "clean"}
+
+    rows = [{**row("baseline", {}, 0.9), "speedup": 1.0, "speedup_ci_low": 0.98,
+             "speedup_ci_high": 1.02},
+            row("l1-filter", {"ratio": 0.5}, 0.89), row("fpgm", {"ratio": 0.5}, 0.89),
+            row("low-rank", {"rank_ratio": 0.5}, 0.85)]
+    a = _one(rows, target="t")
+    assert sorted(c.label for c in a.pareto) == ["baseline", "fpgm ratio=0.5",
+                                                 "l1-filter ratio=0.5"]  # not low-rank
+    df = pd.DataFrame({"speedup": [2.0, 2.0, 2.0, 1.5], "acc_loss": [1.0, 1.0, 5.0, 0.5]})
+    assert sorted(pareto(df, "speedup", "acc_loss").index) == [0, 1, 3]
+
+
 def test_impossible_budget_exits_2_with_the_closest_misses(store: Path, tmp_path: Path) -> None:
     res = run_cli("recommend", "--target", "onnxruntime-cpu", "--store", str(store),
                   "--min-speedup", "10", cwd=tmp_path)

@@ -120,6 +120,51 @@ def test_compare_two_runs(filled: Path) -> None:
     st.close()
 
 
+def test_compare_words_each_speedup_with_its_claim_and_reads_no_change_from_noise(
+        filled: Path, tmp_path: Path) -> None:
+    """Each side's speedup carries its claim against its own run's A/A floor; a noisy side
+    claims nothing, so its pair reads "noisy", never higher or lower."""
+    from harness.claims import aa_bands, claim
+    from harness.reports.table import method_label
+
+    db = tmp_path / "noisy.db"
+    shutil.copy(filled / "r.db", db)
+    st = Store(db)
+    runs = [r["run_id"] for r in st.runs()]
+    rows, _ = compare(st, runs[0], runs[1])
+    bands = aa_bands(st.rows(run_id=runs[0]))
+    said = {(r["model"], method_label(r), r["target"], r["batch_size"]): claim(r, bands)
+            for r in st.rows(run_id=runs[0]) if r["status"] == "ok"}
+    assert {r["speedup_a"].removesuffix(" *").split("] ")[-1] for r in rows} <= {
+        "A/A", "faster", "slower", "no measurable speedup", "noisy"}
+    assert all(r["speedup_a"].removesuffix(" *").endswith(
+        said[(r["model"], r["method"], r["target"], r["batch_size"])]) for r in rows)
+    st.db.execute("UPDATE measurements SET quality='noisy', quality_reason='test' "
+                  "WHERE run_id=?", (runs[1],))
+    st.db.commit()
+    rows, _ = compare(st, runs[0], runs[1])
+    st.close()
+    compressed = [r for r in rows if r["method"] != "baseline"]
+    assert compressed and all(r["speedup_change"] == "noisy" for r in compressed)
+    assert all(" noisy" in r["speedup_b"] for r in compressed)
+
+
+def test_the_verdicts_badge_says_unscored_only_for_an_unscored_measurement() -> None:
+    """A scored answer whose only flag is a short-chunk caveat is badged "caveat"."""
+    from harness.recommend import Choice
+    from harness.reports.html import _choice_view
+
+    fields = {f: None for f in Choice.__dataclass_fields__}
+    caveat = Choice(**{**fields, "label": "l1", "flags": (
+        "speedup timed in chunks of 8 calls (README \"Switching bias\")",), "lacks": ()})
+    unscored = Choice(**{**caveat.__dict__, "flags": (
+        "not a scored run: calls < 1024 (16)", *caveat.flags)})
+    view = _choice_view(caveat)
+    assert view is not None and view["badge"] == "caveat"
+    view = _choice_view(unscored)
+    assert view is not None and view["badge"] == "unscored"
+
+
 def _compare_altered(filled: Path, tmp_path: Path, update: str
                      ) -> tuple[subprocess.CompletedProcess[str], Path]:
     """`harness compare` of the two runs in a copy of the store whose second run was altered

@@ -106,6 +106,14 @@ def test_disagreements_name_the_trial_and_whether_the_cis_separate() -> None:
     assert fronts.disagreements(same) == []
 
 
+def test_a_noisy_point_on_the_other_target_is_no_disagreement() -> None:
+    """Trial 0 tops the ort front; on ov its point is noisy (left off that front unjudged,
+    as `harness tune` says): no disagreement is reported for it, either way round."""
+    pts = [_pt(0, "ort", 90.0, 2.0), _pt(1, "ort", 90.0, 1.5),
+           _pt(0, "ov", 90.0, 2.2, quality="noisy"), _pt(1, "ov", 90.0, 1.6)]
+    assert [(d.trial, d.on, d.off) for d in fronts.disagreements(pts)] == [(1, "ov", "ort")]
+
+
 def test_a_trial_names_the_targets_where_its_speedup_is_noisy() -> None:
     from types import SimpleNamespace
 
