@@ -27,5 +27,8 @@ lock:
 	@venv=$$(scripts/setup.sh) && { echo "# Exact stack this project is tested with (Debian, Python 3.11, CPU). Regenerate: make lock"; \
 	  "$$venv/bin/python" -m pip freeze --all --exclude-editable | grep -viE '^(pip|compressmark)=='; } > requirements.lock
 
+# reports/ is also the harness.reports source (*.py, templates/): only the pages runs wrote go
 clean:
-	rm -rf .harness reports build dist *.egg-info
+	rm -rf .harness build dist *.egg-info
+	find reports -mindepth 1 -maxdepth 1 -type d ! -name templates -exec rm -rf {} +
+	rm -f reports/compare-*.html

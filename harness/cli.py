@@ -10,6 +10,7 @@ Names from suite files and stores are text, never paths: a report folder is name
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -50,6 +51,22 @@ def fail(message: str) -> None:
     err.print(f"error: {' '.join(message.split())}", markup=False, highlight=False,
               soft_wrap=True)
     raise typer.Exit(2)
+
+
+def _writable(path: Path, option: str, folder: bool) -> None:
+    """Refuse an output path that cannot be written, in one line, before any work: a folder
+    (`folder`) or a file whose parent folder is made here if missing."""
+    where = path if folder else path.parent
+    if not folder and path.is_dir():
+        fail(f"{option} {path} is a folder, not a file (name a file, e.g. {path / 'out.html'})")
+    if folder and path.exists() and not path.is_dir():
+        fail(f"{option} {path} is a file, not a folder (name a folder)")
+    try:
+        where.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(f"{option} {path}: cannot make folder {where} ({exc.strerror or exc})")
+    if not os.access(where, os.W_OK):
+        fail(f"{option} {path}: folder {where} is not writable")
 
 
 @app.command("list")
@@ -156,6 +173,8 @@ def run(
         fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
     if threads is not None and threads < 1:
         fail("--threads must be >= 1")
+    if report_dir is not None:  # now, not after the sweep
+        _writable(report_dir, "--report-dir", folder=True)
     ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, model)
     opts = RunOptions(
@@ -276,6 +295,14 @@ def plan(
 
     if profile not in PROFILES:
         fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
+    bad = [n for n in workers or [] if n < 1]
+    if bad:
+        fail(f"--workers {bad[0]}: a worker count is a whole number >= 1")
+    if timing_nodes < 1:
+        fail(f"--timing-nodes {timing_nodes}: at least 1 node must time (a sweep has no other)")
+    if not gpu_speedup > 0 or gpu_speedup == float("inf"):
+        fail(f"--gpu-speedup {gpu_speedup:g}: a training speedup is a finite number > 0 "
+             "(e.g. 20: a GPU worker trains 20x as fast as one CPU worker)")
     s = _load_suite(suite, model)
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
                       cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir)
@@ -426,6 +453,8 @@ def report(
     from harness.slug import slug
     from harness.store import Store
 
+    if out is not None:
+        _writable(out, "--out", folder=True)
     st = Store(store, readonly=True)
     suites = _suites(st, store, suite)
     for name in [suite] if suite else suites:
@@ -453,6 +482,8 @@ def compare(
 
     from harness.slug import slug
 
+    if out is not None:
+        _writable(out, "--out", folder=False)
     st = Store(store, readonly=True)
     _suites(st, store, None)
     rows, warnings = compare_runs(st, run_a, run_b)
@@ -488,6 +519,8 @@ def export(
     from harness.reports.tidy import SAMPLE_COLUMNS, samples_rows, to_csv, to_json, tidy_rows
     from harness.store import Store
 
+    if out is not None:
+        _writable(out, "--out", folder=False)
     st = Store(store, readonly=True)
     _suites(st, store, suite)
     if samples:
@@ -565,6 +598,8 @@ def tune(
         fail(f"--trials must be >= 1, not {trials}")
     if threads is not None and threads < 1:
         fail("--threads must be >= 1")
+    if report_dir is not None:  # now, not after the trials
+        _writable(report_dir, "--report-dir", folder=True)
     ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, [model] if model else None)
     if model is None:
@@ -634,6 +669,10 @@ def tune(
     for d in fronts.disagreements(pts):
         console.print("fronts disagree: " + d.describe(), markup=False, highlight=False,
                       soft_wrap=True)
+    if pts:
+        console.print("note: the search selected on these evaluation items (no validation "
+                      "split): the best accuracies are optimistic; confirm a choice on images "
+                      "the search never scored", markup=False, highlight=False, soft_wrap=True)
     out = render(st, s.name, report_dir or Path("reports") / slug(s.name))
     st.close()
     console.print(f"report {out}", markup=False, highlight=False)

@@ -34,6 +34,8 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import pickle  # only to name the error torch.load(weights_only=True) raises
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,9 +175,15 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(p))
         else:
             state = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a tensor file, or a pickle of objects weights_only refuses
+    except pickle.UnpicklingError:  # objects weights_only refuses (torch's own message
+        # suggests loading it anyway, weights_only=False: never here)
+        raise UsageError(f"checkpoint '{path}' cannot be read as a state dict of tensors: it "
+                         "holds pickled objects, which CompressMark never unpickles (save "
+                         "model.state_dict() with torch.save, or as .safetensors)") from None
+    except Exception as exc:  # not a tensor file at all
+        said = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
         raise UsageError(f"checkpoint '{path}' cannot be read as a state dict of tensors "
-                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+                         f"({type(exc).__name__}: {said[:200]})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 hash=$(sha256sum requirements.lock | cut -c1-12)
 venv=${COMPRESSMARK_VENV:-$HOME/.cache/compressmark/venv-$hash}
 if [ ! -f "$venv/.complete" ]; then
-  echo "setup: creating $venv (pinned stack from requirements.lock; first time ~5 GB)" >&2
+  echo "setup: creating $venv (pinned stack from requirements.lock; first time ~6.5 GB)" >&2
   rm -rf "$venv"
   "$PY" -m venv "$venv"
   log=$(mktemp)

@@ -175,6 +175,23 @@ def test_harness_plan_prints_steps_costs_and_makespans(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("flags, said", [
+    (["--workers", "4", "--workers", "0"], "--workers 0: a worker count is a whole number >= 1"),
+    (["--workers", "-3"], "--workers -3"),
+    (["--timing-nodes", "0"], "--timing-nodes 0: at least 1 node must time"),
+    (["--gpu-speedup", "0"], "--gpu-speedup 0: a training speedup is a finite number > 0"),
+    (["--gpu-speedup", "-1"], "--gpu-speedup -1"),
+    (["--gpu-speedup", "nan"], "--gpu-speedup nan"),
+])
+def test_harness_plan_refuses_impossible_cluster_sizes_in_one_line(
+        flags: list[str], said: str, tmp_path: Path) -> None:
+    r = run_cli("plan", "--suite", "fashion-mnist-lenet", "--store", str(tmp_path / "r.db"),
+                "--no-probe", *flags)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert said in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "r.db").exists()
+
+
 def test_harness_plan_gives_the_early_stops_lower_end(tmp_path: Path) -> None:
     suite = tiny_suite(tmp_path, models='["lenet-5"]')
     suite.write_text(suite.read_text().replace(

@@ -516,3 +516,27 @@ def test_a_type_error_through_the_cli_is_one_line_exit_2(tmp_path: Path) -> None
     res = run_cli("run", "--suite", str(path), "--store", str(tmp_path / "s.db"), cwd=tmp_path)
     assert "'ratio' must be a number, not 'abc' (a string)" in one_line_error(res)
     assert not (tmp_path / "s.db").exists()
+
+
+@pytest.mark.parametrize("args, option, why", [
+    (["report", "--out", "{file}/sub"], "--out", "cannot make folder"),
+    (["report", "--out", "{file}"], "--out", "is a file, not a folder"),
+    (["export", "--format", "csv", "--out", "{file}/x.csv"], "--out", "cannot make folder"),
+    (["export", "--format", "csv", "--out", "{dir}"], "--out", "is a folder, not a file"),
+    (["compare", "a", "b", "--out", "{file}/x.html"], "--out", "cannot make folder"),
+    (["compare", "a", "b", "--out", "{dir}"], "--out", "is a folder, not a file"),
+    (["run", "--suite", "fashion-mnist-lenet", "--report-dir", "{file}/r"], "--report-dir",
+     "cannot make folder"),
+    (["tune", "--suite", "fashion-mnist-lenet", "--report-dir", "{file}"], "--report-dir",
+     "is a file, not a folder"),
+])
+def test_an_output_path_that_cannot_be_written_is_one_line_before_any_work(
+        args: list[str], option: str, why: str, tmp_path: Path) -> None:
+    """Refused before the store is read or a sweep starts (a run's report folder used to be
+    found unwritable only after the whole sweep); nothing is created."""
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    argv = [a.format(file=tmp_path / "afile", dir=tmp_path / "adir") for a in args]
+    line = one_line_error(run_cli(*argv, "--store", str(tmp_path / "s.db"), cwd=tmp_path))
+    assert line.startswith(f"error: {option} ") and why in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adir", "afile"]

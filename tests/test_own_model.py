@@ -152,6 +152,9 @@ def test_checkpoint_is_never_unpickled(tmp_path: Path, images: Path) -> None:
                   "--store", str(tmp_path / "r.db"), cwd=tmp_path, env=ENV)
     assert res.returncode == 2 and "cannot be read as a state dict" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+    # torch's own advice (load it with weights_only=False) and its terminal codes are not said
+    assert "never unpickles" in res.stderr and "weights_only=False" not in res.stderr
+    assert "\x1b" not in res.stderr
 
 
 def test_checkpoint_content_is_in_the_baseline_key(tmp_path: Path, images: Path) -> None:
@@ -207,6 +210,21 @@ def test_bad_image_folder_names_the_layout(tmp_path: Path, images: Path, layout:
         DATASETS.get("imagefolder")(root=str(root)).train()
     text = str(info.value)
     assert words in text and "<root>/train/<class>/*.png" in text and "\n" not in text, text
+
+
+def test_an_unreadable_image_is_named_in_one_line(tmp_path: Path, images: Path) -> None:
+    import shutil
+
+    from harness.registry import DATASETS
+
+    root = tmp_path / "data"
+    shutil.copytree(images, root)
+    broken = root / "train" / "c0" / "zz_broken.png"
+    broken.write_text("not an image")
+    with pytest.raises(UsageError) as info:
+        DATASETS.get("imagefolder")(root=str(root)).train()
+    text = str(info.value)
+    assert f"cannot read {broken} as an image" in text and "\n" not in text, text
 
 
 def test_missing_folder_exits_2_from_the_cli(tmp_path: Path) -> None:

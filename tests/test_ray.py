@@ -169,3 +169,19 @@ def test_tune_runs_its_trials_on_the_cluster(result: dict) -> None:  # type: ign
     assert tuned["executors"] == ["ray"]
     # the baseline's A/A cell and one cell per trial, each timed on the timing node
     assert len(tuned["nodes"]) >= 2 and set(tuned["nodes"]) == {result["timing_node"]}
+
+
+def test_an_address_no_ray_head_answers_on_is_one_line_not_minutes_of_retries() -> None:
+    """`ray.init` retries an unreachable HOST:PORT for minutes; the executor refuses it
+    first (a closed loopback port: refused at once, no traffic leaves the machine)."""
+    import time
+
+    from harness.errors import UsageError
+    from harness.executors.ray import RayExecutor
+
+    t0 = time.perf_counter()
+    with pytest.raises(UsageError, match=r"--ray-address 127\.0\.0\.1:1: no Ray head answers"):
+        RayExecutor("127.0.0.1:1")._connect()
+    assert time.perf_counter() - t0 < 10
+    with pytest.raises(UsageError, match="is not HOST:PORT"):
+        RayExecutor("localhost")._connect()

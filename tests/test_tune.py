@@ -231,6 +231,7 @@ def test_tune_stores_trials_as_cells_and_resumes_after_kill_9(work: Path) -> Non
     for number, line in said.items():
         assert ("noisy on onnxruntime-cpu" in line) == (quality[number] != "clean"), line
     noisy = sorted(n for n, q in quality.items() if q != "clean")
+    assert "the search selected on these evaluation items" in last.stdout
     left = [line for line in last.stdout.splitlines() if "left off as noisy" in line]
     if noisy:
         assert left and left[0].split(": trial")[1].lstrip("s ").split(", ") == \

@@ -140,7 +140,12 @@ class ImageFolderDataset(InMemoryDataset):
         tf = self._transform()
         images, labels = [], []
         for path, label in folder.samples:
-            x = tf(folder.loader(path))
+            try:
+                image = folder.loader(path)
+            except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+                raise UsageError(f"dataset 'imagefolder': cannot read {path} as an image "
+                                 f"({type(exc).__name__}): remove or replace the file") from None
+            x = tf(image)
             if x.shape[1:] != self.input_shape[1:]:
                 raise UsageError(f"dataset 'imagefolder': {path} is {tuple(x.shape[1:])} after "
                                  f"resize/crop, not {self.input_shape[1:]}: set "

@@ -185,6 +185,24 @@ def differences(driver: dict[str, Any], node: dict[str, Any]) -> list[str]:
     return out
 
 
+def _reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Refuse a HOST:PORT no Ray head answers on, in one line: `ray.init` would retry it for
+    minutes. (`auto` and `ray://` addresses are left to Ray, which fails fast on them.)"""
+    import socket
+
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--ray-address {address!r} is not HOST:PORT (or auto)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"--ray-address {address}: no Ray head answers there "
+                         f"({exc.strerror or exc}); start one with `ray start --head "
+                         f"--port {port}` or pass its address") from None
+
+
 def _sees(path: str) -> bool:
     return os.path.exists(path)
 
@@ -240,6 +258,7 @@ class RayExecutor:
     def _connect(self) -> Any:
         import ray
 
+        _reachable(self.address)
         if not ray.is_initialized():
             ray.init(address=self.address or "auto", log_to_driver=False,
                      include_dashboard=False)
