@@ -101,8 +101,10 @@ def entry_files(folder: Path) -> list[str]:
     """Every regular file under `folder` (relative POSIX names), but meta.json and temps."""
     out = []
     for p in sorted(folder.rglob("*")):
-        if p.is_file() and not p.is_symlink() and p.name != META and not p.name.startswith(_TMP):
-            out.append(p.relative_to(folder).as_posix())
+        name = p.relative_to(folder).as_posix()
+        if (p.is_file() and not _linked(folder, name) and p.name != META
+                and not p.name.startswith(_TMP)):
+            out.append(name)
     return out
 
 
@@ -156,8 +158,8 @@ def _check(folder: Path) -> tuple[Entry | None, str]:
         if not _safe_name(name) or name == META or not isinstance(info, dict):
             return None, f"meta.json names an invalid file {name!r}"
         path = folder / name
-        if not path.is_file() or path.is_symlink():
-            return None, f"{name} is missing"
+        if not path.is_file() or _linked(folder, name):
+            return None, f"{name} is missing (or reached through a link)"
         if path.stat().st_size != info.get("size"):
             return None, f"{name} has the wrong size (truncated or replaced)"
         digest = sha256_file(path)
@@ -165,6 +167,17 @@ def _check(folder: Path) -> tuple[Entry | None, str]:
             return None, f"{name} does not match its sha256"
         hashes[name] = digest
     return Entry(folder, data, hashes), ""
+
+
+def _linked(folder: Path, name: str) -> bool:
+    """Is any part of `name` under `folder` (the file, or a folder on the way) a symlink:
+    a name that would be followed out of the entry's folder."""
+    path = folder
+    for part in Path(name).parts:
+        path = path / part
+        if path.is_symlink():
+            return True
+    return False
 
 
 def peek(folder: Path) -> bool:

@@ -34,10 +34,15 @@ def use_store(folder: Path | None) -> None:
 
 def network_key(model: nn.Module, input_shape: tuple[int, ...]) -> str:
     """sha256 of what the exported graph depends on: the module tree (types and their extra
-    repr), every state-dict tensor's name, dtype, shape and bytes, the input shape and the
-    torch version."""
+    repr), every module's plain attributes (numbers, strings, tuples: a size or a flag that
+    `forward` reads but no repr shows, such as model_refs.Resized's), every state-dict
+    tensor's name, dtype, shape and bytes, the input shape and the torch version."""
     h = hashlib.sha256()
     h.update(repr(model).encode())
+    for name, m in model.named_modules():
+        plain = sorted((k, repr(v)) for k, v in vars(m).items() if not k.startswith("_")
+                       and isinstance(v, (bool, int, float, str, tuple, list, type(None))))
+        h.update(f"{name}:{type(m).__qualname__}:{plain}".encode())
     h.update(repr((tuple(input_shape), torch.__version__)).encode())
     for name, t in model.state_dict().items():
         if not isinstance(t, torch.Tensor):

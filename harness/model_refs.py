@@ -134,6 +134,9 @@ class Resized(nn.Module):
         self.size = tuple(size)
         self.net = net
 
+    def extra_repr(self) -> str:  # in the repr that export.network_key hashes
+        return f"size={self.size}"
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = nn.functional.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
         return self.net(x)

@@ -63,6 +63,7 @@ def build(runner: Any, store: Any, runs: list[MethodRun] | None = None) -> Plan:
     steps: list[Step] = []
     skipped: list[tuple[str, MethodRun, str]] = []
     force = runner.o.force
+    planned: set[str] = set()  # cell keys: each is measured (or skipped) once
     for model in runner.o.suite.models:
         base_key = runner.baseline_key(model)
         base_step: Step | None = None
@@ -70,6 +71,9 @@ def build(runner: Any, store: Any, runs: list[MethodRun] | None = None) -> Plan:
             todo = []
             for t in runner.targets:
                 cell = runner.cell_key(model, run, t)
+                if cell in planned:  # two [[methods]] entries that name the same cell
+                    continue
+                planned.add(cell)
                 if not force and store.finished(cell):
                     skipped.append((model, run, t))
                 else:

@@ -685,14 +685,28 @@ class Runner:
                 return text
         raise modeldata.NotRebuildable(f"the model cannot be rebuilt from data: {why}")
 
+    def _may_build(self, name: str) -> bool:
+        """May a cache file's architecture record name this model? A registered one, or a
+        reference (`package.module:callable`) the suite itself names, as a model or a method's
+        option (a student). Never any other reference: resolving one imports its module and
+        calls it, so a cache file could otherwise run code of its choosing. (A student named
+        only inside a pipeline step is not looked for: its entry is rebuilt, a cache miss.)"""
+        if name in MODELS.names():  # registered: nothing is imported or called to know it
+            return True
+        named = set(self.o.suite.models)
+        for run in self.o.suite.runs:
+            named |= {v for v in run.config.values() if isinstance(v, str)}
+        return name in named
+
     def _rebuild(self, arch: dict[str, Any], weights: bytes) -> torch.nn.Module:
         """A model from its architecture record and safetensors weights; the global RNG is
         left as it was (building a model initialises weights randomly)."""
         if not isinstance(arch, dict) or arch.get("format") != 1:
             raise modeldata.NotRebuildable("an architecture record of another format")
         name = arch.get("model")
-        if not isinstance(name, str) or name not in MODELS:
-            raise modeldata.NotRebuildable(f"unknown model {name!r}")
+        if not isinstance(name, str) or not self._may_build(name):
+            raise modeldata.NotRebuildable(f"model {name!r} is neither registered nor named by "
+                                           "this suite")
         with torch.random.fork_rng(devices=[]):
             base = self._fresh(name, bool(arch.get("options")))
         model = modeldata.apply_changes(base, arch.get("changes"))

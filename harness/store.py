@@ -255,6 +255,11 @@ class Store:
         samples_ns: [...]}."""
         ids = {"cell_key": cell["cell_key"], "run_id": cell["run_id"]}
         with self.db:
+            # a second write of a cell in one run replaces it whole: no measurement or sample
+            # of the earlier attempt stays beside the new row
+            for table in ("measurements", "samples"):
+                self.db.execute(f"DELETE FROM {table} WHERE cell_key=? AND run_id=?",
+                                (ids["cell_key"], ids["run_id"]))
             self._insert("cells", {"created": now(), **cell}, commit=False)
             for m in measurements:
                 self._insert("measurements", {**ids, **m}, commit=False)

@@ -445,3 +445,64 @@ def test_detectors_rebuild_from_data(model: str, method: str, config: dict[str, 
         back = modeldata.load_state(modeldata.int8_template(rebuilt, shape),
                                     modeldata.state_bytes(int8))
         assert modeldata.differences(int8, back, shape) is None
+
+
+def test_a_cache_entry_naming_a_model_by_reference_runs_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An architecture record may name a registered model or one the suite names; any other
+    `module:callable` would be imported and called to "rebuild" it. A forged entry (valid
+    hashes) naming a planted module, or a stdlib callable with a side effect, is a cache miss
+    that imported and called nothing."""
+    import sys
+
+    from conftest import tiny_suite
+    from harness.runner import ARCH, CACHE_LAYOUT, WEIGHTS
+
+    planted = tmp_path / "mods"
+    planted.mkdir()
+    (planted / "planted_cache_mod.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('IMPORTED').touch()\n"
+        "def build(*a, **k):\n    pathlib.Path(__file__).with_name('CALLED').touch()\n")
+    monkeypatch.syspath_prepend(str(planted))
+    made = tmp_path / "made"
+    made.mkdir()
+    monkeypatch.setenv("TMPDIR", str(made))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    logs: list[str] = []
+    runner = Runner(RunOptions(suite=suites.load(str(tiny_suite(tmp_path))), profile="smoke",
+                               targets=["null"], store=tmp_path / "s.db",
+                               cache_dir=tmp_path / "cache"), Events(log=logs.append))
+    spec = type("Spec", (), {"name": "lenet-300-100"})()
+    for i, ref in enumerate(("planted_cache_mod:build", "tempfile:mkdtemp")):
+        folder = tmp_path / "cache" / "compressed" / f"forged-{i}"
+        cache.write_entry(folder, {"layout": CACHE_LAYOUT, "artifacts": {}, "onnx": False,
+                                   "metrics": {}, "accs": {}},
+                          {ARCH: json.dumps({"format": 1, "model": ref, "options": False,
+                                             "changes": {}}).encode(), WEIGHTS: b"x"})
+        assert runner._cached(spec, MethodRun("l1-filter", {"ratio": 0.5}), folder) is None
+        assert "neither registered nor named by this suite" in logs[-1], logs
+    assert "planted_cache_mod" not in sys.modules
+    assert sorted(p.name for p in planted.iterdir()) == ["planted_cache_mod.py"]
+    assert list(made.iterdir()) == []  # mkdtemp was never called
+    # what the suite names (its models, a method's option such as a student) stays buildable
+    assert runner._may_build("lenet-300-100") and runner._may_build("resnet-20")
+    assert not runner._may_build("tempfile:mkdtemp")
+
+
+def test_a_name_reached_through_a_linked_folder_is_refused(tmp_path: Path) -> None:
+    """`d/w.bin` where `d` links out of the entry: the hash matches the file outside, yet the
+    entry is refused (a name is never followed out of the entry's folder)."""
+    import os
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "w.bin").write_bytes(b"elsewhere")
+    folder = tmp_path / "compressed" / "e"
+    folder.mkdir(parents=True)
+    os.symlink(outside, folder / "d")
+    (folder / cache.META).write_text(json.dumps({"format": 1, "data": {}, "files": {
+        "d/w.bin": {"sha256": hashlib.sha256(b"elsewhere").hexdigest(), "size": 9}}}))
+    logs: list[str] = []
+    assert cache.read_entry(folder, logs.append) is None
+    assert "reached through a link" in logs[-1], logs
+    assert cache.entry_files(folder) == []  # nor is it listed when an entry is written

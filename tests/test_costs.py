@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_cli, tiny_suite
+from conftest import DEFAULT_METHODS, run_cli, tiny_suite
 from harness import costs
 from harness.timing import REOPEN_BELOW_MS
 from harness import suite as suites
@@ -434,3 +434,28 @@ def test_a_detectors_scoring_is_timed_on_its_cached_trained_baseline(
     costs.measure_model(r, "yolov2-tiny")
     assert not torch.equal(scored[2].head.bias, trained.head.bias)
     assert (folder / cache.META).is_file() and weights.read_bytes().endswith(b"corrupt!")
+
+
+def test_a_cell_two_method_entries_name_is_planned_once(tmp_path: Path) -> None:
+    """Two [[methods]] entries that both give lenet-5 l1-filter 0.5 make one compress step
+    and one measure step per target, not two (the second measurement of the same cell key
+    would overwrite the first in the store)."""
+    from harness import plan as plans
+    from harness.cli import _EmptyStore
+
+    methods = DEFAULT_METHODS + '''
+[[methods]]
+name = "l1-filter"
+grid = { ratio = [0.5, 0.75] }
+models = ["lenet-5"]
+'''
+    s = suites.load(str(tiny_suite(tmp_path, models='["lenet-300-100", "lenet-5"]',
+                                   methods=methods)))
+    r = Runner(RunOptions(suite=s, profile="smoke", targets=["onnxruntime-cpu"],
+                          store=tmp_path / "r.db", cache_dir=tmp_path / "cache"))
+    p = plans.build(r, _EmptyStore())
+    keys = [st.key for st in p.steps]
+    assert len(keys) == len(set(keys))
+    lenet5 = [st.run.label for st in p.steps if st.kind == "measure" and st.model == "lenet-5"]
+    assert sorted(lenet5) == ["baseline", "l1-filter[ratio=0.5]", "l1-filter[ratio=0.75]",
+                              "weight-level[sparsity=0.5]"]

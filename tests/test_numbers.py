@@ -317,3 +317,25 @@ def test_export_samples_from_the_cli(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
     assert [d["ns"] for d in data] == [7, 8, 9] and data[0]["batch_size"] == 4
+
+
+def test_a_cell_written_twice_in_one_run_keeps_nothing_of_the_first_write(
+        tmp_path: Path) -> None:
+    """A second write of (cell, run) replaces it whole: a failed retry leaves no speedup or
+    samples of the earlier attempt beside its row."""
+    from harness.store import Store
+
+    st = Store(tmp_path / "r.db")
+    st.start_run("run1", suite="s")
+    row = {"cell_key": "k", "run_id": "run1", "suite": "s", "model": "m",
+           "method": "l1-filter", "method_config": {"ratio": 0.5}, "target": "t"}
+    st.put_cell({**row, "status": "ok", "error": None},
+                [{"batch_size": 1, "speedup": 1.9}, {"batch_size": 32, "speedup": 2.4}],
+                [{"batch_size": 1, "side": "candidate", "rounds": [4],
+                  "samples_ns": [1, 2, 3, 4]}])
+    st.put_cell({**row, "status": "failed", "error": "RuntimeError: again"}, [], [])
+    rows = st.rows(run_id="run1")
+    assert [(r["status"], r["batch_size"], r["speedup"]) for r in rows] == [("failed", None,
+                                                                              None)]
+    assert st.samples(cell_key="k") == []
+    st.close()

@@ -185,3 +185,25 @@ def test_an_address_no_ray_head_answers_on_is_one_line_not_minutes_of_retries() 
     assert time.perf_counter() - t0 < 10
     with pytest.raises(UsageError, match="is not HOST:PORT"):
         RayExecutor("localhost")._connect()
+
+
+def test_an_entry_rebuilt_elsewhere_replaces_a_nodes_older_one(tmp_path: Path) -> None:
+    """Object-store mode under --force: the compute node rebuilt an entry this node already
+    holds; the measurement here must read the new one. The same entry again changes nothing,
+    and a bundle naming a path out of the cache is ignored."""
+    from harness import cache
+    from harness.executors.ray import RECEIVED, pack, unpack
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    rel = Path("compressed") / "lenet-5-l1-filter-abc"
+    cache.write_entry(b / rel, {"built": "earlier run"}, {"model.safetensors": b"OLD"})
+    cache.write_entry(a / rel, {"built": "--force"}, {"model.safetensors": b"NEW"})
+    bundle = pack(a, a / rel)
+    unpack(b, bundle)
+    entry = cache.read_entry(b / rel, print)
+    assert entry is not None and entry.read_bytes("model.safetensors") == b"NEW"
+    unpack(b, bundle)  # already there: not replaced again
+    assert (b / RECEIVED).read_text().splitlines() == [rel.as_posix()]
+    unpack(b, ("../outside", bundle[1]))
+    assert not (tmp_path / "outside").exists()
+    assert {p.name for p in b.iterdir()} <= {RECEIVED, "compressed", ".locks"}

@@ -54,3 +54,36 @@ def test_null_target_returns_preallocated_output(exported: Artifact) -> None:
     a = sess.run(np.zeros((3, 1, 28, 28), np.float32))
     b = sess.run(np.ones((3, 1, 28, 28), np.float32))
     assert a[0].shape == (3, 10) and a[0] is b[0]
+
+
+def test_the_export_store_tells_apart_networks_that_differ_only_in_an_attribute(
+        tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The same checkpoint behind two internal resizes (model_options input_shape [3, 32, 32]
+    and [3, 8, 8]) is two graphs: each gets its own export, and each agrees with torch (the
+    store used to hand the second one the first one's file)."""
+    import onnxruntime as ort
+
+    from harness import export
+    from harness.model_refs import Resized
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    shape = (3, 16, 16)
+    a, b = Resized(net, (32, 32)), Resized(net, (8, 8))
+    assert export.network_key(a, shape) != export.network_key(b, shape)
+    export.use_store(tmp_path / "exports")
+    try:
+        before = dict(export.STATS)
+        for model, name in ((a, "a.onnx"), (b, "b.onnx")):
+            to_onnx(model, shape, tmp_path / name)
+        assert export.STATS["reused"] == before["reused"]
+        to_onnx(a, shape, tmp_path / "a2.onnx")  # the same network again: reused
+        assert export.STATS["reused"] == before["reused"] + 1
+    finally:
+        export.use_store(None)
+    x = torch.randn(2, *shape)
+    for model, name in ((a, "a.onnx"), (b, "b.onnx")):
+        got = ort.InferenceSession(str(tmp_path / name)).run(None, {"input": x.numpy()})[0]
+        with torch.no_grad():
+            assert np.allclose(got, model(x).numpy(), atol=1e-5), name

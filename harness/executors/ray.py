@@ -117,22 +117,27 @@ def pack(root: Path, folder: Path) -> tuple[str, bytes]:
 
 
 def unpack(root: Path, bundle: tuple[str, bytes]) -> None:
-    """Put a packed entry in place under `root` unless a valid one is already there. Names are
-    checked (tarfile's `data` filter: no absolute paths, no `..`, no links out, no devices);
-    the entry is moved into place whole, so a reader sees it complete or not at all."""
+    """Put a packed entry in place under `root` unless the same one (the same `meta.json`,
+    which lists every file's sha256) is already there: an entry rebuilt elsewhere (`--force`)
+    replaces this node's older one, so a measurement here reads what the compute step made.
+    Names are checked (tarfile's `data` filter: no absolute paths, no `..`, no links out, no
+    devices); the entry is moved into place whole, so a reader sees it complete or not at
+    all."""
     from harness import cache
 
     rel, data = bundle
     target = root / rel
-    if not cache._safe_name(rel) or cache.peek(target):
+    if not cache._safe_name(rel):
         return
     tmp = root / f".incoming-{uuid.uuid4().hex[:8]}"
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
             tar.extractall(tmp, filter="data")
+        if _same_entry(target, tmp):
+            return
         target.parent.mkdir(parents=True, exist_ok=True)
         with cache.building(target, lambda line: None):  # not under a builder on this node
-            if not cache.peek(target):
+            if not _same_entry(target, tmp):
                 cache.discard(target)
                 os.replace(tmp, target)
                 with open(root / RECEIVED, "a") as log:  # which entries came through the store
@@ -141,6 +146,15 @@ def unpack(root: Path, bundle: tuple[str, bytes]) -> None:
         import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _same_entry(target: Path, incoming: Path) -> bool:
+    """Is a valid entry at `target` the one just received (the same manifest)?"""
+    from harness import cache
+
+    meta = incoming / cache.META
+    return (cache.peek(target) and meta.is_file()
+            and (target / cache.META).read_bytes() == meta.read_bytes())
 
 
 def remote_options(opts: Any) -> Any:
