@@ -162,15 +162,16 @@ class Store:
             if row is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
                                 (str(SCHEMA_VERSION),))
-                return
-            version = self._version(row[0])
-            if version < SCHEMA_VERSION:
+            elif (version := self._version(row[0])) < SCHEMA_VERSION:
                 for step in MIGRATIONS[version - 1 :]:
                     for sql in step:
                         if not self._has_column(sql):
                             self.db.execute(sql)
                 self.db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
                                 (str(SCHEMA_VERSION),))
+            # rows() looks up each row's baseline accuracy by these columns (_BASELINE_OF)
+            self.db.execute("CREATE INDEX IF NOT EXISTS cells_by_baseline "
+                            "ON cells(baseline_key, target)")
 
     def _version(self, value: Any) -> int:
         """The stored schema version; a newer one than this code reads is refused."""
