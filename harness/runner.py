@@ -206,7 +206,7 @@ class Runner:
 
     def _data_key(self) -> dict[str, Any]:
         key = {"dataset": self.o.suite.dataset, "options": self.o.suite.dataset_options}
-        fingerprint = getattr(self.dataset, "fingerprint", None)  # a user's folder of images
+        fingerprint = getattr(self.dataset, "fingerprint", None)  # what the images are
         if fingerprint is not None:
             key["content"] = fingerprint()
         return key

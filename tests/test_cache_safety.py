@@ -506,3 +506,22 @@ def test_a_name_reached_through_a_linked_folder_is_refused(tmp_path: Path) -> No
     assert cache.read_entry(folder, logs.append) is None
     assert "reached through a link" in logs[-1], logs
     assert cache.entry_files(folder) == []  # nor is it listed when an entry is written
+
+
+def test_the_baseline_key_holds_what_the_images_are(tmp_path: Path) -> None:
+    """Another copy of the data (here 256 training images where the other copy has 512: a
+    subset) keys another baseline, so a cached one trained on different images is never
+    reused; the same files at another path key alike (a Ray node's own copy)."""
+    from conftest import tiny_suite
+
+    def key(data: Path) -> str:
+        return Runner(RunOptions(suite=suites.load(str(tiny_suite(tmp_path))), profile="smoke",
+                                 targets=["null"], store=tmp_path / "s.db",
+                                 cache_dir=tmp_path / "cache", data_dir=data)
+                      ).baseline_key("lenet-300-100")
+
+    write_mnist_like(tmp_path / "a" / "MNIST" / "raw")
+    write_mnist_like(tmp_path / "subset" / "MNIST" / "raw", n_train=256)
+    shutil.copytree(tmp_path / "a", tmp_path / "copy")
+    assert key(tmp_path / "a") == key(tmp_path / "copy")
+    assert key(tmp_path / "a") != key(tmp_path / "subset")

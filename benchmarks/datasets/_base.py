@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from torch.utils.data import Subset, TensorDataset
 
 from harness.api import calibration_subset
+from harness.errors import UsageError
 
 
 class InMemoryDataset:
@@ -12,6 +15,26 @@ class InMemoryDataset:
 
     def __init__(self) -> None:
         self._cache: dict[bool, TensorDataset] = {}
+        self._content: str | None = None
+
+    def fingerprint(self) -> str | None:
+        """sha256 of both splits' tensors as the harness holds them: part of the baseline's
+        cache key, so another copy of the data (a CIFAR subset, an edited folder, other
+        files under --data-dir) trains its own baseline instead of reusing one trained on
+        different images; the same data anywhere (another path, a Ray node's own copy) keys
+        alike. None where the data cannot be read here (the run itself says why)."""
+        if self._content is None:
+            h = hashlib.sha256()
+            try:
+                for split in (self.train(), self.test()):
+                    for t in split.tensors:
+                        t = t.contiguous()
+                        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+                        h.update(memoryview(t.numpy()).cast("B"))
+            except UsageError:
+                return None
+            self._content = h.hexdigest()[:16]
+        return self._content
 
     def _read(self, train: bool) -> TensorDataset:
         raise NotImplementedError
