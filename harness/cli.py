@@ -53,9 +53,12 @@ def fail(message: str) -> None:
     raise typer.Exit(2)
 
 
-def _writable(path: Path, option: str, folder: bool) -> None:
+def _writable(path: Path | None, option: str, folder: bool) -> None:
     """Refuse an output path that cannot be written, in one line, before any work: a folder
-    (`folder`) or a file whose parent folder is made here if missing."""
+    (`folder`) or a file whose parent folder is made here if missing. None (the option left
+    out, its default folder used) is not checked."""
+    if path is None:
+        return
     where = path if folder else path.parent
     if not folder and path.is_dir():
         fail(f"{option} {path} is a folder, not a file (name a file, e.g. {path / 'out.html'})")
@@ -173,8 +176,7 @@ def run(
         fail(f"unknown profile '{profile}' (choose from: {', '.join(PROFILES)})")
     if threads is not None and threads < 1:
         fail("--threads must be >= 1")
-    if report_dir is not None:  # now, not after the sweep
-        _writable(report_dir, "--report-dir", folder=True)
+    _writable(report_dir, "--report-dir", folder=True)  # now, not after the sweep
     ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, model)
     opts = RunOptions(
@@ -453,8 +455,7 @@ def report(
     from harness.slug import slug
     from harness.store import Store
 
-    if out is not None:
-        _writable(out, "--out", folder=True)
+    _writable(out, "--out", folder=True)
     st = Store(store, readonly=True)
     suites = _suites(st, store, suite)
     for name in [suite] if suite else suites:
@@ -482,8 +483,7 @@ def compare(
 
     from harness.slug import slug
 
-    if out is not None:
-        _writable(out, "--out", folder=False)
+    _writable(out, "--out", folder=False)
     st = Store(store, readonly=True)
     _suites(st, store, None)
     rows, warnings = compare_runs(st, run_a, run_b)
@@ -519,8 +519,7 @@ def export(
     from harness.reports.tidy import SAMPLE_COLUMNS, samples_rows, to_csv, to_json, tidy_rows
     from harness.store import Store
 
-    if out is not None:
-        _writable(out, "--out", folder=False)
+    _writable(out, "--out", folder=False)
     st = Store(store, readonly=True)
     _suites(st, store, suite)
     if samples:
@@ -598,8 +597,7 @@ def tune(
         fail(f"--trials must be >= 1, not {trials}")
     if threads is not None and threads < 1:
         fail("--threads must be >= 1")
-    if report_dir is not None:  # now, not after the trials
-        _writable(report_dir, "--report-dir", folder=True)
+    _writable(report_dir, "--report-dir", folder=True)  # now, not after the trials
     ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, [model] if model else None)
     if model is None:

@@ -176,10 +176,10 @@ class Runner:
         export.use_store(opts.cache_dir / "exports")  # one export per distinct network
         self._baselines: dict[str, tuple[Prepared, float]] = {}
         self._last: tuple[Any, tuple[Prepared, dict[str, Any]]] | None = None
-        # where this process times: recorded with every cell (a Ray worker adds its node id)
         # the facts of the machines that time cells (`timed_facts`): None is this process's
         # machine; a Ray run sets the timing nodes' answers (RayExecutor.start)
         self.timed_on: list[dict[str, Any]] | None = None
+        # where this process times: recorded with every cell (a Ray worker adds its node id)
         self.node: dict[str, Any] = {"host": self.machine.get("hostname"),
                                      "cpu": self.machine.get("cpu"),
                                      "cores_usable": self.machine.get("cores_usable")}

@@ -64,6 +64,7 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
         low_a, low_b = bool(short_chunks(ra)), bool(short_chunks(rb))
         short += low_a + low_b
         reopened += (_sessions(ra) > 1) != (_sessions(rb) > 1)
+        said_a, said_b = claim(ra, bands), claim(rb, bands)
         rows.append({
             "model": ra["model"], "method": method_label(ra), "target": ra["target"],
             "batch_size": ra["batch_size"],
@@ -74,9 +75,9 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             "top1_diff_points": (None if ra["top1_target"] is None or rb["top1_target"] is None
                                  else round(100 * (rb["top1_target"] - ra["top1_target"]), 3)),
             "change": change, "time_ratio_ci": ci,
-            "speedup_a": _worded(ra, bands) + (" *" if low_a else ""),
-            "speedup_b": _worded(rb, bands) + (" *" if low_b else ""),
-            "speedup_change": _speedup_change(ra, rb, bands),
+            "speedup_a": _worded(ra, said_a) + (" *" if low_a else ""),
+            "speedup_b": _worded(rb, said_b) + (" *" if low_b else ""),
+            "speedup_change": _speedup_change(ra, rb, said_a, said_b),
         })
     split = sum(1 for k in set(a) & set(b) if _node(a[k]) != _node(b[k]))
     if split:
@@ -143,18 +144,16 @@ def _change(sa: dict[str, Any] | None, sb: dict[str, Any] | None) -> tuple[str, 
     return "same", ci
 
 
-def _worded(r: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]) -> str:
-    """A speedup with its CI and what it may claim against its run's noise floor
-    (harness.claims, as the table and the report word it)."""
-    said = claim(r, bands)
+def _worded(r: dict[str, Any], said: str) -> str:
+    """A speedup with its CI and `said`, what it may claim against its run's noise floor
+    (`harness.claims.claim`, as the table and the report word it)."""
     return fmt_speedup(r) + (f" {said}" if said and said != "no CI" else "")
 
 
-def _speedup_change(ra: dict[str, Any], rb: dict[str, Any],
-                    bands: dict[tuple[Any, ...], tuple[float, float]]) -> str:
+def _speedup_change(ra: dict[str, Any], rb: dict[str, Any], said_a: str, said_b: str) -> str:
     """higher / lower / same: B's speedup against A's, by their CIs; "noisy" where either
-    side is (a noisy CI claims nothing, so no change is read from it)."""
-    if "noisy" in (claim(ra, bands), claim(rb, bands)):
+    side's claim is (a noisy CI claims nothing, so no change is read from it)."""
+    if "noisy" in (said_a, said_b):
         return "noisy"
     if ra.get("speedup_ci_low") is None or rb.get("speedup_ci_low") is None:
         return "no CI"

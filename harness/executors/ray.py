@@ -186,9 +186,9 @@ def node_facts(targets: list[str]) -> dict[str, Any]:
 
 
 def differences(driver: dict[str, Any], node: dict[str, Any]) -> list[str]:
-    """How a timing node differs from the driver, whose facts the cell keys hold (the rows
-    hold the node's): a re-run from this driver would not see the node's CPU or runtime
-    change, and a target it cannot run fails every cell it times there."""
+    """How a timing node differs from the driver: its CPU and runtime versions (the cells it
+    times are keyed and recorded by the node's own, `Runner.timed_facts`), and the targets it
+    cannot run (every cell it times there fails)."""
     out = []
     if node["cpu"] != driver["cpu"]:
         out.append(f"CPU {node['cpu']} (the driver's: {driver['cpu']})")
