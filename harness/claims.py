@@ -11,6 +11,7 @@ disagree about what a number means.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from harness.stats import overlaps
@@ -67,6 +68,8 @@ def claim(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]
     if row.get("speedup_ci_low") is None:
         return "no CI"
     ci = (float(row["speedup_ci_low"]), float(row["speedup_ci_high"]))
+    if not all(math.isfinite(v) and v > 0 for v in ci):
+        return "no CI"  # a NaN or non-positive bound (a row built off the store) claims nothing
     band = band_for(row, bands)
     if overlaps(ci, band):
         return NO_CHANGE

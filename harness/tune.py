@@ -159,7 +159,7 @@ class Tuner:
                                                   step=int(d.step or 1), log=d.log)
             else:
                 v = trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
-                point[d.name] = _round(v)
+                point[d.name] = _round(v, d.low, d.high)
         return space.run(point)
 
     def _from_params(self, params: dict[str, Any]) -> MethodRun | None:
@@ -177,7 +177,7 @@ class Tuner:
             if key not in params:
                 return None
             v = params[key]
-            point[d.name] = _round(v) if isinstance(v, float) else v
+            point[d.name] = _round(v, d.low, d.high) if isinstance(v, float) else v
         return space.run(point)
 
     # ---- a trial's numbers come from its stored cells ----------------------------------------
@@ -331,11 +331,18 @@ class Tuner:
         })
 
 
-def _round(v: float) -> float:
+def _round(v: float, low: float | None = None, high: float | None = None) -> float:
     """4 significant digits: a ratio of 0.4841694527 and one of 0.4842 are the same network
     to within a filter, and a readable, repeatable key lets a repeated point hit the store
-    (a `step` in the search table makes the grid explicit)."""
-    return float(f"{v:.4g}")
+    (a `step` in the search table makes the grid explicit). Kept inside the searched range: a
+    draw of 0.99996 from [0.1, 0.99999] rounds to 1.0, which the range forbids (a ratio of 1.0
+    prunes every filter)."""
+    r = float(f"{v:.4g}")
+    if low is not None and r < low:
+        return float(low)
+    if high is not None and r > high:
+        return float(high)
+    return r
 
 
 def _fail() -> Any:

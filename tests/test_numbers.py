@@ -197,6 +197,9 @@ def test_claims_against_the_aa_band() -> None:
     assert [claim(r, bands) for r in rows] == ["A/A", NO_CHANGE, "faster", "slower", "noisy"]
     assert fmt_speedup(rows[2]) == "1.4x [1.3, 1.5]"
     assert claim({**rows[1], "speedup_ci_low": None}, bands) == "no CI"
+    # a NaN bound (a row read from an export or built by hand) claims nothing, never "slower"
+    assert claim({**rows[2], "speedup_ci_low": float("nan")}, bands) == "no CI"
+    assert claim({**rows[2], "speedup_ci_high": float("nan")}, bands) == "no CI"
     # an A/A that read one session pair 2% low: a cell at 1.00-1.01 on its own pair is no
     # speedup (the band is symmetric about 1.0), one clearly beyond 1.021 is
     off = [_row("baseline", 0.985, 0.979, 0.992), _row("e", 1.005, 1.0, 1.01),

@@ -46,6 +46,17 @@ def test_space_kinds_and_the_run_of_a_point() -> None:
     assert parse_step(piped.config["steps"][0]) == ("l1-filter", {"ratio": 0.3})
 
 
+def test_a_rounded_draw_stays_inside_its_range() -> None:
+    """4 significant digits make keys repeatable, but never a value the range forbids: a
+    draw of 0.99996 from [0.1, 0.99999] would round to 1.0 (a ratio that prunes everything)."""
+    from harness.tune import _round
+
+    assert _round(0.4841694527) == 0.4842
+    assert _round(0.99996, 0.1, 0.99999) == 0.99999
+    assert _round(0.123449, 0.123449, 0.5) == 0.123449  # 0.1234 would fall below low
+    assert _round(0.3000001, 0.1, 0.8) == 0.3
+
+
 @pytest.mark.parametrize("raw, words", [
     ({"ratio": [0.9, 0.1]}, "low (0.9) must be below high"),
     ({"ratoi": [0.1, 0.5]}, "not an option of 'l1-filter'"),
