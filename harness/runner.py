@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import __version__, cache, faults, modeldata, quality, stats, sysinfo
+from harness import __version__, accuracy_ci, cache, faults, modeldata, quality, stats, sysinfo
 from harness.api import (Artifact, Compressed, Context, TargetArtifact, build_model,
                          session_threads)
 from harness.errors import UsageError
@@ -792,6 +792,8 @@ class Runner:
         if getattr(target, "scores_accuracy", True):
             outputs = run_batched(sess, x_all, big)
             row["top1_target"], extras = self.scorer.score(outputs, y_all)
+            if getattr(self.scorer, "correct", None) is not None:  # per item: the intervals
+                row["items_correct"] = accuracy_ci.pack(self.scorer.correct(outputs, y_all))
             row["postprocess_ms"] = self.scorer.postprocess_ms(outputs)
             if extras:
                 row["info"] = {**row.get("info", prepared.metrics.get("info") or {}), **extras}

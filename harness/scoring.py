@@ -20,6 +20,12 @@ class ClassifyScorer:
     def score(self, outputs: np.ndarray, labels: np.ndarray) -> tuple[float, dict[str, Any]]:
         return round(top1(outputs, labels), 5), {}
 
+    @staticmethod
+    def correct(outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Item by item, was the argmax the label: what top-1 averages, kept so that an
+        accuracy loss can carry its paired interval (harness.accuracy_ci)."""
+        return np.asarray(outputs).argmax(1) == np.asarray(labels).reshape(-1)
+
     def postprocess_ms(self, outputs: np.ndarray) -> float | None:
         return None
 
@@ -33,6 +39,7 @@ class DetectScorer:
     COCO mAP is continuous always."""
 
     metric = "map50"
+    correct = None  # mAP is no mean over items: no per-item vector, no interval
 
     def __init__(self, decoder: Any, num_classes: int, pixel_inclusive: bool = False) -> None:
         self.decoder = decoder

@@ -13,6 +13,7 @@ the newest ok row is the current result.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -25,7 +26,7 @@ import numpy as np
 
 from harness.errors import UsageError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -42,7 +43,7 @@ CREATE TABLE IF NOT EXISTS cells (
     flops_effective INTEGER, size_bytes INTEGER, size_compressed_bytes INTEGER,
     compression_ratio REAL, flops_ratio REAL, layers TEXT, info TEXT, target_versions TEXT,
     created TEXT, duration_s REAL, metric TEXT, postprocess_ms REAL,
-    macs INTEGER, runtime_settings TEXT, node TEXT, baseline_key TEXT,
+    macs INTEGER, runtime_settings TEXT, node TEXT, baseline_key TEXT, items_correct TEXT,
     PRIMARY KEY (cell_key, run_id)
 );
 CREATE TABLE IF NOT EXISTS measurements (
@@ -92,6 +93,9 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 4 -> 5: the key of the trained baseline a cell's model came from, so that its accuracy
     # loss is taken against that baseline (not another profile's or device's); old rows NULL
     ("ALTER TABLE cells ADD COLUMN baseline_key TEXT",),
+    # 5 -> 6: which evaluation items the runtime got right (harness.accuracy_ci.pack), from
+    # which rows() derives the top-1 and accuracy-loss intervals; old rows NULL (no interval)
+    ("ALTER TABLE cells ADD COLUMN items_correct TEXT",),
 )
 
 JSON_COLUMNS = ("method_config", "layers", "info", "target_versions", "machine", "versions",
@@ -355,19 +359,21 @@ class Store:
         return [_decode(r) for r in self.db.execute(sql, (suite,) if suite else ())]
 
 
-# the runtime accuracy of the baseline a row's model came from (same baseline_key, target and
-# evaluation items), from any run: its own run's, else the newest. The latest rows may hold a
-# newer profile's baseline in its place, so it is looked up in the whole history.
+# the baseline a row's model came from (same baseline_key, target and evaluation items, ok,
+# with a runtime accuracy), from any run: its own run's, else the newest. The latest rows may
+# hold a newer profile's baseline in its place, so it is looked up in the whole history; its
+# accuracy and its per-item vector come from that one row.
 _BASELINE_OF = (
-    "SELECT b.top1_target FROM cells b WHERE b.method='baseline' AND b.status='ok' "
+    "SELECT b.rowid FROM cells b WHERE b.method='baseline' AND b.status='ok' "
     "AND b.baseline_key=c.baseline_key AND b.target=c.target "
     "AND b.eval_samples IS c.eval_samples AND b.top1_target IS NOT NULL")
-_BASELINE_TOP1 = (f"COALESCE(({_BASELINE_OF} AND b.run_id=c.run_id LIMIT 1), "
-                  f"({_BASELINE_OF} ORDER BY b.created DESC, b.rowid DESC LIMIT 1)) "
-                  "AS baseline_top1_target")
 _ROWS = ("SELECT c.*, " + ", ".join(f"m.{col}" for col in MEASUREMENT_COLUMNS)
-         + ", " + _BASELINE_TOP1
-         + " FROM cells c LEFT JOIN measurements m ON m.cell_key=c.cell_key AND m.run_id=c.run_id")
+         + ", base.top1_target AS baseline_top1_target"
+         + ", base.items_correct AS baseline_items_correct"
+         + " FROM cells c LEFT JOIN measurements m ON m.cell_key=c.cell_key AND m.run_id=c.run_id"
+         + f" LEFT JOIN cells base ON base.rowid = COALESCE(({_BASELINE_OF} AND "
+         "b.run_id=c.run_id LIMIT 1), "
+         f"({_BASELINE_OF} ORDER BY b.created DESC, b.rowid DESC LIMIT 1))")
 
 
 TIMEOUT_ENV = "COMPRESSMARK_STORE_TIMEOUT"
@@ -423,4 +429,15 @@ def _decode(row: sqlite3.Row) -> dict[str, Any]:
     for k in JSON_COLUMNS:
         if isinstance(out.get(k), str):
             out[k] = json.loads(out[k])
+    if "items_correct" in out:  # a cell row: the vectors become intervals, not columns
+        own, ref = out.pop("items_correct"), out.pop("baseline_items_correct", None)
+        out.update(_intervals(own, ref, out.get("method") == "baseline"))
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _intervals(own: str | None, ref: str | None, is_baseline: bool) -> dict[str, float | None]:
+    """One cell's intervals, once for all its batch-size rows (they share its vectors)."""
+    from harness.accuracy_ci import row_intervals
+
+    return row_intervals(own, ref, is_baseline)

@@ -40,7 +40,8 @@ COLUMNS = (
     Column("number", "#", "id"), Column("target", "target", "id"),
     Column("model", "model", "id"), Column("label", "configuration", "id"),
     Column("batch_size", "batch"), Column("top1_target", "accuracy %", unit="pct"),
-    Column("acc_loss", "loss (points)"), Column("speedup", "speedup"),
+    Column("acc_loss", "loss (points)"), Column("acc_loss_ci", "loss 95% CI", "text"),
+    Column("speedup", "speedup"),
     Column("speedup_ci", "95% CI", "text"), Column("claim", "claim", "text"),
     Column("latency_p50_ms", "p50 ms"), Column("throughput_ips", "images/s"),
     Column("compression_ratio", "compression"), Column("flops_ratio", "FLOP ratio"),
@@ -75,7 +76,8 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     if df.empty:
         return df
-    for col in ("speedup_ci_low", "speedup_ci_high", "quality", "macs"):
+    for col in ("speedup_ci_low", "speedup_ci_high", "quality", "macs", "accuracy_loss_ci_low",
+                "accuracy_loss_ci_high"):
         if col not in df:
             df[col] = None
     bands = aa_bands(rows)
@@ -88,6 +90,7 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     params = {r.model: r.params_total for r in base.itertuples()}
     losses = accuracy_losses(rows)  # the rule `harness recommend` applies
     df["acc_loss"] = [losses[id(r)] for r in rows]
+    df["acc_loss_ci"] = [_loss_ci(r) if losses[id(r)] is not None else "" for r in rows]
     numbers = plots.numbering(df.label)
     short = short_labels(rows)
     df["short"] = [short[x] for x in df.label]
@@ -100,9 +103,19 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if params.get(r.model) and pd.notna(r.params_nonzero) else None
         for r in df.itertuples()
     ]
-    for col in ("acc_loss", "prune_ratio", "speedup_ci_low", "speedup_ci_high"):
+    for col in ("acc_loss", "prune_ratio", "speedup_ci_low", "speedup_ci_high",
+                "accuracy_loss_ci_low", "accuracy_loss_ci_high"):
         df[col] = df[col].astype(float)
     return df
+
+
+def _loss_ci(row: dict[str, Any]) -> str:
+    """`[-0.6, 2.2]`: the paired 95% interval of a row's accuracy loss (harness.accuracy_ci),
+    "" where the row has none (stored before schema 6, mAP, the baseline itself)."""
+    from harness.reports.table import fmt3
+
+    lo, hi = row.get("accuracy_loss_ci_low"), row.get("accuracy_loss_ci_high")
+    return "" if lo is None or hi is None else f"[{fmt3(lo)}, {fmt3(hi)}]"
 
 
 def timed_on(row: dict[str, Any]) -> str:
@@ -128,7 +141,8 @@ def _tip(row: dict[str, Any], number: int, loss: float | None) -> str:
              f"target: {row.get('target')}, batch {row.get('batch_size')}",
              f"speedup: {fmt_speedup(row) or '-'}"
              + (" (noisy)" if row.get("quality") == "noisy" else ""),
-             "accuracy loss: " + ("-" if loss is None else f"{fmt3(loss)} points"),
+             "accuracy loss: " + ("-" if loss is None else
+                                  f"{fmt3(loss)} {_loss_ci(row)} points".replace("  ", " ")),
              "size: " + ("-" if row.get("size_bytes") is None else fmt_size(row["size_bytes"]))]
     return "\n".join(lines)
 
@@ -263,7 +277,7 @@ def _choice_view(c: Any) -> dict[str, Any] | None:
     sp = fmt_speedup({"speedup": c.speedup, "speedup_ci_low": c.speedup_ci_low,
                       "speedup_ci_high": c.speedup_ci_high})
     return {"label": c.label, "row_id": c.row_id, "speedup": sp, "claim": c.claim,
-            "loss": "" if c.acc_loss is None else fmt3(c.acc_loss),
+            "loss": "" if c.acc_loss is None else fmt3(c.acc_loss) + c.loss_ci(),
             "size": "" if c.size_bytes is None else fmt_size(c.size_bytes),
             "zlib": "" if c.size_compressed_bytes is None else fmt_size(c.size_compressed_bytes),
             "ratio": "" if c.compression_ratio is None else fmt3(c.compression_ratio),

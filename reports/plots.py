@@ -258,6 +258,22 @@ def _uncertainty(ax, part: pd.DataFrame, hue_order: list[str], x: str, y: str,  
                        linewidths=1.5, label="noisy (hollow): see footnote")
 
 
+def _has_loss_ci(part: pd.DataFrame) -> bool:
+    return "accuracy_loss_ci_low" in part and bool(part.accuracy_loss_ci_low.notna().any())
+
+
+def _loss_bars(ax, part: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
+    """The accuracy loss's paired 95% interval (harness.accuracy_ci) as vertical bars, where
+    the rows have one: a loss a few hundred items cannot tell from zero looks like it."""
+    if not _has_loss_ci(part):
+        return
+    ci = part[part.accuracy_loss_ci_low.notna()]
+    err = [(ci.acc_loss - ci.accuracy_loss_ci_low).clip(lower=0),
+           (ci.accuracy_loss_ci_high - ci.acc_loss).clip(lower=0)]
+    ax.errorbar(ci.speedup, ci.acc_loss, yerr=err, fmt="none", ecolor="grey", elinewidth=1,
+                capsize=2, zorder=1)
+
+
 def _aa_band(ax, part: pd.DataFrame, horizontal: bool) -> None:  # type: ignore[no-untyped-def]
     """The A/A noise floor: the span of the baselines' own CIs (speedup against themselves),
     symmetric about 1.0 as the claims take it (`claims.floor`)."""
@@ -351,6 +367,7 @@ def accuracy_vs_speedup(df: pd.DataFrame, path: Path,
         sns.scatterplot(data=part, x="speedup", y="acc_loss", hue="method", hue_order=hue_order,
                         style="target", s=80, ax=ax, legend=i == 0)
         _uncertainty(ax, part, hue_order, "speedup", "acc_loss", horizontal=True)
+        _loss_bars(ax, part)
         for j, (target, sub) in enumerate(part.groupby("target")):
             # only clean measurements make the front (harness.recommend's rule): a noisy
             # speedup, or one from before store version 3 without a CI, claims nothing
@@ -366,7 +383,8 @@ def accuracy_vs_speedup(df: pd.DataFrame, path: Path,
         ax.set_title(_plain(model))
         ax.set_xlabel("speedup at batch 1, 95% CI (paired, same run)")
         metric = "mAP@0.5" if "map50" in set(part.get("metric", [])) else "top-1"
-        ax.set_ylabel(f"{metric} loss vs baseline (points, on the runtime)")
+        ax.set_ylabel(f"{metric} loss vs baseline (points, on the runtime"
+                      + (", 95% CI)" if _has_loss_ci(part) else ")"))
     fig.suptitle("Accuracy loss vs speedup")
     return _headline(fig, panels, path, points, numbers, hotspots, on_front, _shorts(df))
 

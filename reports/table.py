@@ -36,8 +36,10 @@ def score_lines(rows: list[dict[str, Any]],
     Lines of rows whose cell key is in `stored` (results of earlier runs, skipped by this one)
     have a note starting "(stored)"."""
     from harness.claims import aa_bands, fmt_speedup, note
+    from harness.recommend import accuracy_losses
 
     bands = aa_bands(rows)
+    losses = accuracy_losses(rows)
     lines: list[tuple[str, ...]] = []
     seen_acc = set()
     for r in rows:
@@ -48,7 +50,8 @@ def score_lines(rows: list[dict[str, Any]],
         if r.get("top1_target") is not None and r["cell_key"] not in seen_acc:
             seen_acc.add(r["cell_key"])
             name = "mAP@0.5" if r.get("metric") == "map50" else "Top-1"
-            lines.append((*head, "-", name, fmt3(100 * r["top1_target"]), "%", ""))
+            lines.append((*head, "-", name, fmt3(100 * r["top1_target"]), "%",
+                          accuracy_note(r, losses[id(r)])))
             if r.get("postprocess_ms") is not None:
                 lines.append((*head, "1", "Decode+NMS", fmt3(r["postprocess_ms"]), "ms", ""))
         b = str(r["batch_size"])
@@ -64,6 +67,21 @@ def score_lines(rows: list[dict[str, Any]],
                 *rest, why = lines[i]
                 lines[i] = (*rest, "(stored)" + (f"; {why}" if why else ""))
     return lines
+
+
+def accuracy_note(row: dict[str, Any], loss: float | None) -> str:
+    """`95% CI [90.1, 94.2] (n=500); loss 0.4 [-0.9, 1.7] pts`: the runtime top-1's
+    Wilson interval and the loss's paired one (harness.accuracy_ci); "" for a row without
+    per-item results (stored before schema 6, or mAP)."""
+    parts = []
+    lo, hi = row.get("top1_target_ci_low"), row.get("top1_target_ci_high")
+    if lo is not None and hi is not None:
+        parts.append(f"95% CI [{fmt3(100 * lo)}, {fmt3(100 * hi)}] (n={row['eval_items']})")
+    llo, lhi = row.get("accuracy_loss_ci_low"), row.get("accuracy_loss_ci_high")
+    if loss is not None and llo is not None and lhi is not None \
+            and row.get("method") != "baseline":
+        parts.append(f"loss {fmt3(loss)} [{fmt3(llo)}, {fmt3(lhi)}] pts")
+    return "; ".join(parts)
 
 
 def unscored(rows: list[dict[str, Any]]) -> list[str]:

@@ -4,7 +4,11 @@
 mAP@0.5, area under the PR curve; 11-point and COCO mAP are in the cell's info).
 `speedup_ci_low/high` are the paired 95% bootstrap CI (harness.stats), `quality` is clean or
 noisy (`quality_reason` says why), `scored` whether the measurement met the scoring floors, and
-`claim` what the speedup may claim against the A/A noise floor (harness.claims). `macs` are
+`claim` what the speedup may claim against the A/A noise floor (harness.claims). `eval_items`
+is how many items the runtime's accuracy was scored on, `top1_target_ci_low/high` its Wilson
+95% interval, `accuracy_loss` the points lost against the model's own baseline on the same
+target and `accuracy_loss_ci_low/high` its paired 95% interval (harness.accuracy_ci; empty
+for rows stored before schema 6 and for mAP). `macs` are
 multiply-accumulates (Li et al., Torch-Pruning); `flops` = 2 x MACs. `samples_rows` flattens
 the raw per-call samples for `harness export --samples`.
 """
@@ -25,7 +29,8 @@ COLUMNS = (
     "ref_throughput_ips", "speedup", "speedup_ci_low", "speedup_ci_high", "claim", "quality",
     "quality_reason", "scored", "unscored_reason", "first_call_ms", "attempts", "macs",
     "runtime_settings", "postprocess_ms", "compression_ratio", "flops_ratio", "status", "error",
-    "duration_s", "run_id", "cell_key", "created",
+    "duration_s", "run_id", "cell_key", "created", "eval_items", "top1_target_ci_low",
+    "top1_target_ci_high", "accuracy_loss", "accuracy_loss_ci_low", "accuracy_loss_ci_high",
 )
 SAMPLE_COLUMNS = ("suite", "model", "method", "method_config", "target", "batch_size", "side",
                   "round", "call", "ns", "run_id", "cell_key")
@@ -33,11 +38,16 @@ SAMPLE_COLUMNS = ("suite", "model", "method", "method_config", "target", "batch_
 
 def tidy_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from harness.claims import aa_bands, claim
+    from harness.recommend import accuracy_losses
 
     bands = aa_bands(rows)
+    losses = accuracy_losses(rows)  # the rule the report and `harness recommend` apply
     out = []
     for r in rows:
         row = {c: r.get(c) for c in COLUMNS}
+        loss = losses[id(r)]
+        row["accuracy_loss"] = None if loss is None or r.get("method") == "baseline" \
+            else round(loss, 3)
         row["method_config"] = json.dumps(r.get("method_config") or {}, sort_keys=True)
         row["runtime_settings"] = (json.dumps(r["runtime_settings"], sort_keys=True)
                                    if r.get("runtime_settings") else None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -63,6 +64,41 @@ def test_accuracy_is_real_and_agrees_across_runtimes(sweep) -> None:  # type: ig
     assert wl["params_total"] == base["params_total"] and wl["params_nonzero"] < base["params_nonzero"]
 
 
+def test_every_scored_row_carries_its_accuracy_intervals(sweep) -> None:  # type: ignore[no-untyped-def]
+    """The runtime's per-item results are stored with each cell; the rows read back carry
+    the top-1's interval around the stored top-1 and the loss's paired interval around the
+    loss against the row's own baseline (the null target scores nothing: no interval)."""
+    from harness.accuracy_ci import unpack
+    from harness.recommend import accuracy_losses
+    from harness.store import Store
+
+    work, _, first = sweep
+    con = sqlite3.connect(work / "r.db")
+    stored = con.execute("SELECT target, top1_target, eval_samples, items_correct FROM cells "
+                         "WHERE status='ok'").fetchall()
+    con.close()
+    for target, top1, n, text in stored:
+        if target == "null":
+            assert text is None
+            continue
+        vec = unpack(text)
+        assert vec is not None and vec.size <= n and round(float(vec.mean()), 5) == top1
+    st = Store(work / "r.db", readonly=True)
+    rows = [r for r in st.rows() if r["status"] == "ok"]
+    st.close()
+    losses = accuracy_losses(rows)
+    for r in rows:
+        if r["target"] == "null":
+            assert r["top1_target_ci_low"] is None
+            continue
+        assert r["top1_target_ci_low"] <= r["top1_target"] <= r["top1_target_ci_high"]
+        if r["method"] == "baseline":
+            assert r["accuracy_loss_ci_low"] is None
+        else:
+            assert r["accuracy_loss_ci_low"] <= losses[id(r)] <= r["accuracy_loss_ci_high"]
+    assert "95% CI [" in first.stdout and "(n=" in first.stdout  # the table says it too
+
+
 def test_measurements_for_every_finished_cell(sweep) -> None:  # type: ignore[no-untyped-def]
     work, _, _ = sweep
     con = sqlite3.connect(work / "r.db")
@@ -86,6 +122,7 @@ def test_report_and_table(sweep) -> None:  # type: ignore[no-untyped-def]
     assert (report / "accuracy_vs_speedup.png").stat().st_size > 1000
     html = (report / "index.html").read_text()
     assert "no layer named nope" in html and "weight-level" in html
+    assert "loss 95% CI" in html and re.search(r"<td[^>]*>\[-?[0-9.]+, -?[0-9.]+\]</td>", html)
     for head in ("Target", "Model", "Method", "Precision", "Batch", "Metric", "Score", "Units"):
         assert head in first.stdout
 

@@ -270,10 +270,13 @@ def test_a_version_2_store_upgrades_and_old_rows_stay_readable(tmp_path: Path) -
     con.executescript(V2_SCHEMA)
     con.close()
     st = Store(db)
-    assert st.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "5"
+    assert st.db.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "6"
     assert st.trials() == []  # 3 -> 4: the tune trials table exists, empty
     rows = st.rows()
     assert len(rows) == 1 and rows[0]["speedup"] == 1.42 and rows[0]["speedup_ci_low"] is None
+    # 5 -> 6: no per-item vector in an old row, so no accuracy interval (never a made-up one)
+    assert rows[0]["top1_target_ci_low"] is None and rows[0]["accuracy_loss_ci_low"] is None
+    assert "items_correct" not in rows[0]
     tidy = tidy_rows(rows)[0]
     assert set(COLUMNS) <= set(tidy) and tidy["claim"] == "no CI"
     assert fmt_speedup(rows[0]) == "1.42x"
