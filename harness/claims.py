@@ -46,10 +46,16 @@ def aa_bands(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[float, f
 
 def band_for(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]
              ) -> tuple[float, float]:
-    """The A/A band of the row's own run; else of any run of that model/target/batch; else
-    the point 1.0."""
+    """The A/A band of the row's own run; else the A/A of the baseline row the store matched
+    the row with (`aa_ci_low/high` from `Store.rows()`: the same baseline its accuracy loss is
+    taken against, found in the store's whole history, so a newer failed baseline row among
+    the latest rows does not leave the row without a floor); else of any run of that
+    model/target/batch; else the point 1.0."""
     if band_key(row) in bands:
         return bands[band_key(row)]
+    lo, hi = row.get("aa_ci_low"), row.get("aa_ci_high")
+    if lo is not None and hi is not None and float(lo) > 0:
+        return floor(float(lo), float(hi))
     for k, v in bands.items():
         if k[:4] == band_key(row)[:4]:
             return v

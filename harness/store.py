@@ -370,10 +370,15 @@ _BASELINE_OF = (
 _ROWS = ("SELECT c.*, " + ", ".join(f"m.{col}" for col in MEASUREMENT_COLUMNS)
          + ", base.top1_target AS baseline_top1_target"
          + ", base.items_correct AS baseline_items_correct"
+         + ", aa.speedup_ci_low AS aa_ci_low, aa.speedup_ci_high AS aa_ci_high"
          + " FROM cells c LEFT JOIN measurements m ON m.cell_key=c.cell_key AND m.run_id=c.run_id"
          + f" LEFT JOIN cells base ON base.rowid = COALESCE(({_BASELINE_OF} AND "
          "b.run_id=c.run_id LIMIT 1), "
-         f"({_BASELINE_OF} ORDER BY b.created DESC, b.rowid DESC LIMIT 1))")
+         f"({_BASELINE_OF} ORDER BY b.created DESC, b.rowid DESC LIMIT 1))"
+         # that baseline's A/A at the row's batch size: the noise floor of its own baseline,
+         # even where a newer run's baseline row (failed, or another profile) is the latest
+         " LEFT JOIN measurements aa ON aa.cell_key=base.cell_key AND aa.run_id=base.run_id"
+         " AND aa.batch_size=m.batch_size")
 
 
 TIMEOUT_ENV = "COMPRESSMARK_STORE_TIMEOUT"

@@ -189,6 +189,42 @@ def _row(method: str, sp: float, lo: float, hi: float, **kw: object) -> dict[str
             "quality": "clean", **kw}
 
 
+def test_a_failed_newer_baseline_row_leaves_the_floor_of_the_rows_own_baseline(
+        tmp_path: Path) -> None:
+    """Run 1 measures the baseline (A/A [0.9, 1.1]) and an l1 cell at 1.05 [1.02, 1.08]; run 2
+    re-measures only the baseline, which fails. Among the latest rows the baseline is the
+    failed one, so no A/A row is left: the l1 row is still judged against its own baseline's
+    floor (no measurable speedup), not against the point 1.0 ("faster")."""
+    from harness.store import Store
+
+    st = Store(tmp_path / "r.db")
+
+    def put(run: str, key: str, method: str, status: str, sp: float | None, lo: float,
+            hi: float) -> None:
+        st.put_cell({"cell_key": key, "run_id": run, "suite": "s", "model": "m",
+                     "method": method, "method_config": {}, "target": "t", "status": status,
+                     "top1_target": 0.9 if status == "ok" else None, "eval_samples": 500,
+                     "baseline_key": "B"},
+                    [] if sp is None else [{"batch_size": 1, "speedup": sp,
+                                            "speedup_ci_low": lo, "speedup_ci_high": hi,
+                                            "quality": "clean"}])
+
+    st.start_run("r1", suite="s")
+    put("r1", "kb", "baseline", "ok", 1.0, 0.9, 1.1)
+    put("r1", "kl", "l1-filter", "ok", 1.05, 1.02, 1.08)
+    st.start_run("r2", suite="s")
+    put("r2", "kb2", "baseline", "failed", None, 0, 0)
+    rows = st.rows()
+    st.close()
+    assert sorted((r["cell_key"], r["status"]) for r in rows) == [("kb2", "failed"),
+                                                                  ("kl", "ok")]
+    l1 = next(r for r in rows if r["cell_key"] == "kl")
+    assert (l1["aa_ci_low"], l1["aa_ci_high"]) == (0.9, 1.1)
+    assert claim(l1, aa_bands(rows)) == NO_CHANGE
+    assert claim({k: v for k, v in l1.items() if not k.startswith("aa_")},
+                 aa_bands(rows)) == "faster"  # what the point 1.0 said before
+
+
 def test_claims_against_the_aa_band() -> None:
     rows = [_row("baseline", 1.0, 0.93, 1.08), _row("a", 1.05, 1.02, 1.09),
             _row("b", 1.4, 1.3, 1.5), _row("c", 0.7, 0.6, 0.8),
