@@ -492,7 +492,8 @@ def compare(
         err.print(f"warning: {w}", markup=False, highlight=False)
     table = Table(title=f"{run_b} / {run_a}")
     cols = ("model", "method", "target", "batch_size", "latency_ratio", "change",
-            "time_ratio_ci", "speedup_a", "speedup_b", "speedup_change", "top1_diff_points")
+            "time_ratio_ci", "speedup_a", "speedup_b", "speedup_change", "top1_diff_points",
+            "top1_diff_ci", "top1_change")
     for c in cols:
         table.add_column(c)
     for r in rows:

@@ -339,6 +339,13 @@ class Store:
                + " ORDER BY c.created, c.rowid, m.batch_size")
         return [_decode(r) for r in self.db.execute(sql, args)]
 
+    def items_correct(self, run_id: str) -> dict[str, str]:
+        """cell_key -> the packed per-item results (harness.accuracy_ci.pack) of a run's
+        cells that have them: what `harness compare` pairs item by item."""
+        return {k: v for k, v in self.db.execute(
+            "SELECT cell_key, items_correct FROM cells WHERE run_id=? "
+            "AND items_correct IS NOT NULL", (run_id,))}
+
     def cell(self, cell_key: str) -> list[dict[str, Any]]:
         """The current stored result of one cell: its newest ok row (else its newest failed
         one), one tidy row per batch size; [] when it was never stored."""

@@ -1,6 +1,11 @@
 """`harness compare RUN_A RUN_B`: per matching cell, B's latency and throughput as ratios of
 A's, and the top-1 difference; a warning for every machine or runtime fact that differs.
 
+The top-1 difference carries its paired 95% interval where both runs kept which items their
+runtime got right (store schema 6, `harness.accuracy_ci`): the same cell scored on the same
+items twice, so only the items on which the runs disagree count; `top1_change` is higher /
+lower / same by whether that interval excludes 0.
+
 asv style, each pair gets a word with its evidence: `change` is faster / slower / same from the
 95% CI of A's time per call over B's (bootstrapped over rounds of the raw samples; "same"
 unless the whole CI is beyond +-5%), and `speedup_change` compares the two runs' speedups over
@@ -17,7 +22,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from harness import stats
+from harness import accuracy_ci, stats
 from harness.claims import aa_bands, claim, fmt_speedup, short_chunks
 from harness.errors import unknown
 from harness.reports.table import method_label
@@ -53,6 +58,7 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
                for run in (run_a, run_b) for s in store.samples(run_id=run)
                if s["side"] == "candidate"}
     bands = aa_bands([*a.values(), *b.values()])  # each run's own A/A rows first
+    items = (store.items_correct(run_a), store.items_correct(run_b))
     rows = []
     short = 0  # speedups timed in chunks that may read low (each row of either run)
     reopened = 0  # pairs timed one on a single session pair, the other on fresh pairs
@@ -74,6 +80,7 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             "throughput_ratio": _ratio(rb["throughput_ips"], ra["throughput_ips"]),
             "top1_diff_points": (None if ra["top1_target"] is None or rb["top1_target"] is None
                                  else round(100 * (rb["top1_target"] - ra["top1_target"]), 3)),
+            **_top1_change(items[0].get(ra["cell_key"]), items[1].get(rb["cell_key"])),
             "change": change, "time_ratio_ci": ci,
             "speedup_a": _worded(ra, said_a) + (" *" if low_a else ""),
             "speedup_b": _worded(rb, said_b) + (" *" if low_b else ""),
@@ -161,6 +168,19 @@ def _speedup_change(ra: dict[str, Any], rb: dict[str, Any], said_a: str, said_b:
                       (rb["speedup_ci_low"], rb["speedup_ci_high"])):
         return "same"
     return "higher" if rb["speedup_ci_low"] > ra["speedup_ci_high"] else "lower"
+
+
+def _top1_change(a: str | None, b: str | None) -> dict[str, str]:
+    """`top1_diff_ci` (B minus A, points, paired 95%) and `top1_change` (higher / lower / same)
+    from the two runs' per-item results; empty words where either run has none or they were
+    scored on different items."""
+    va, vb = accuracy_ci.unpack(a), accuracy_ci.unpack(b)
+    ci = None if va is None or vb is None else accuracy_ci.loss_ci(va, vb)  # A minus B
+    if ci is None:
+        return {"top1_diff_ci": "", "top1_change": ""}
+    lo, hi = -ci[1], -ci[0]
+    word = "higher" if lo > 0 else "lower" if hi < 0 else "same"
+    return {"top1_diff_ci": f"[{lo:.3g}, {hi:.3g}]", "top1_change": word}
 
 
 def _ratio(x: float | None, y: float | None) -> float | None:

@@ -115,9 +115,36 @@ def test_compare_two_runs(filled: Path) -> None:
     assert {r["model"] for r in rows} == {"lenet-300-100"}
     assert all(r["latency_ratio"] > 0 and r["throughput_ratio"] > 0 for r in rows)
     assert all(abs(r["top1_diff_points"]) < 1e-9 for r in rows if r["top1_diff_points"] is not None)
+    # the forced re-run scored the same items alike: a paired interval about 0, "same"
+    scored = [r for r in rows if r["top1_diff_points"] is not None]
+    assert scored and all(r["top1_change"] == "same" and r["top1_diff_ci"].startswith("[-")
+                          for r in scored)
     with pytest.raises(UsageError, match="unknown run 'nope'"):
         compare(st, runs[0], "nope")
     st.close()
+
+
+def test_compare_pairs_the_runs_accuracies_item_by_item() -> None:
+    """B lost 30 of A's 450 right items and gained 3: lower, by a paired interval that
+    excludes 0; the same vector: same; other items (another length) or no vector: no word."""
+    import numpy as np
+
+    from harness.accuracy_ci import pack
+    from harness.reports.compare import _top1_change
+
+    a = np.zeros(500, bool)
+    a[:450] = True
+    b = a.copy()
+    b[:30] = False
+    b[450:453] = True
+    lower = _top1_change(pack(a), pack(b))
+    assert lower["top1_change"] == "lower"
+    lo, hi = (float(x) for x in lower["top1_diff_ci"].strip("[]").split(", "))
+    assert lo < -5.4 < hi < 0  # B - A = -27 of 500 items
+    assert _top1_change(pack(b), pack(a))["top1_change"] == "higher"
+    assert _top1_change(pack(a), pack(a))["top1_change"] == "same"
+    assert _top1_change(pack(a), pack(a[:400])) == {"top1_diff_ci": "", "top1_change": ""}
+    assert _top1_change(None, pack(a)) == {"top1_diff_ci": "", "top1_change": ""}
 
 
 def test_compare_words_each_speedup_with_its_claim_and_reads_no_change_from_noise(
