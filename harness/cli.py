@@ -657,7 +657,7 @@ def tune(
         for p in fronts.front(ps):
             ci = (f" [{p.ci_low:.2f}, {p.ci_high:.2f}]" if p.ci_low is not None
                   and p.ci_high is not None else "")
-            console.print(f"  trial {p.trial:>3} {p.label}: {p.accuracy:.2f}%  "
+            console.print(f"  trial {p.trial:>3} {p.label}: {p.accuracy_text()}  "
                           f"{p.speedup:.2f}{ci}x", markup=False, highlight=False,
                           soft_wrap=True)
         off = sorted({p.trial for p in ps if not p.clean})
@@ -670,8 +670,9 @@ def tune(
                       soft_wrap=True)
     if pts:
         console.print("note: the search selected on these evaluation items (no validation "
-                      "split): the best accuracies are optimistic; confirm a choice on images "
-                      "the search never scored", markup=False, highlight=False, soft_wrap=True)
+                      "split): the best accuracies are optimistic (each is uncertain by the "
+                      "95% interval in brackets); confirm a choice on images the search never "
+                      "scored", markup=False, highlight=False, soft_wrap=True)
     out = render(st, s.name, report_dir or Path("reports") / slug(s.name))
     st.close()
     console.print(f"report {out}", markup=False, highlight=False)

@@ -30,10 +30,21 @@ class Point:
     ci_high: float | None
     quality: str | None
     size_mb: float | None
+    # the accuracy's Wilson 95% interval in % (harness.accuracy_ci), where the cell kept its
+    # per-item results: a front drawn from point accuracies on a few hundred items is partly
+    # the draw of those items, and the interval shows how much
+    acc_ci_low: float | None = None
+    acc_ci_high: float | None = None
 
     @property
     def clean(self) -> bool:
         return self.quality == "clean"
+
+    def accuracy_text(self) -> str:
+        """`91.20% [90.1, 92.2]`, or `91.20%` without an interval."""
+        ci = ("" if self.acc_ci_low is None or self.acc_ci_high is None
+              else f" [{self.acc_ci_low:.1f}, {self.acc_ci_high:.1f}]")
+        return f"{self.accuracy:.2f}%{ci}"
 
 
 def trial_label(method: str, config: dict[str, Any]) -> str:
@@ -67,15 +78,18 @@ def points(store: Any, suite: str | None = None) -> dict[str, list[Point]]:
             if row is None or row.get("status") != "ok" or row.get("speedup") is None:
                 continue
             acc = row.get("top1_target")
+            lo, hi = row.get("top1_target_ci_low"), row.get("top1_target_ci_high")
             if acc is None:
-                acc = row.get("top1_retrained")
+                acc, lo, hi = row.get("top1_retrained"), None, None
             if acc is None:
                 continue
             size = row.get("size_bytes")
             out.setdefault(t["study"], []).append(Point(
                 t["study"], int(t["trial"]), target, label, 100.0 * float(acc),
                 float(row["speedup"]), row.get("speedup_ci_low"), row.get("speedup_ci_high"),
-                row.get("quality"), None if size is None else size / 1e6))
+                row.get("quality"), None if size is None else size / 1e6,
+                None if lo is None else 100.0 * float(lo),
+                None if hi is None else 100.0 * float(hi)))
     return out
 
 

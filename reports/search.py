@@ -86,5 +86,5 @@ def section(store: Any, suite: str, out_dir: Path) -> list[dict[str, Any]]:
 def _view(p: fronts.Point) -> dict[str, Any]:
     ci = (f" [{p.ci_low:.2f}, {p.ci_high:.2f}]" if p.ci_low is not None
           and p.ci_high is not None else "")
-    return {"trial": p.trial, "label": p.label, "accuracy": f"{p.accuracy:.2f}%",
+    return {"trial": p.trial, "label": p.label, "accuracy": p.accuracy_text(),
             "speedup": f"{p.speedup:.2f}{ci}x"}

@@ -4,6 +4,7 @@ suite, killed with kill -9 twice and resumed: no finished trial redone, no cell 
 from __future__ import annotations
 
 import json
+import re
 import signal
 import sqlite3
 import subprocess
@@ -243,6 +244,11 @@ def test_tune_stores_trials_as_cells_and_resumes_after_kill_9(work: Path) -> Non
         assert ("noisy on onnxruntime-cpu" in line) == (quality[number] != "clean"), line
     noisy = sorted(n for n, q in quality.items() if q != "clean")
     assert "the search selected on these evaluation items" in last.stdout
+    # each front point's accuracy carries its 95% interval (the cells kept per-item results)
+    front_lines = [line for line in last.stdout.splitlines() if line.startswith("  trial ")]
+    assert bool(front_lines) == any(q == "clean" for q in quality.values()), last.stdout
+    assert all(re.search(r": \d+\.\d\d% \[\d+\.\d, \d+\.\d\]  ", line)
+               for line in front_lines), front_lines
     left = [line for line in last.stdout.splitlines() if "left off as noisy" in line]
     if noisy:
         assert left and left[0].split(": trial")[1].lstrip("s ").split(", ") == \
