@@ -1,7 +1,8 @@
 """The result store: SQLite (WAL), one transaction per finished cell, a versioned schema.
 
 Tables: `runs` (machine info, versions, commit, settings), `cells` (one row per cell and run:
-what was compressed, how, on which target, its accuracy and size), `measurements` (one row per
+what was compressed, how, on which target, its accuracy and size, and which evaluation items
+its runtime got right, from which `rows()` derives accuracy intervals), `measurements` (one row per
 cell, run and batch size: latency percentiles, throughput and the speedup over the baseline
 timed interleaved with it, its 95% CI, the window's quality and whether it met the scoring
 floors), `samples` (the raw per-call nanoseconds of both interleaved sessions with their round
