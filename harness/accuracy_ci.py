@@ -104,6 +104,18 @@ def loss_ci(baseline: np.ndarray, model: np.ndarray, z: float = Z95
     return 100 * lo, 100 * hi
 
 
+def halves(text: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """(selection, held-out): the even- and odd-numbered evaluation items of a packed vector;
+    None without one. `harness tune` searches on the first half and reports the second, which
+    its choices never saw, so the held-out accuracy of a chosen trial is not raised by the
+    selection (the usual validation / test split, made from the evaluation items because a
+    full profile trains on every training image)."""
+    v = unpack(text)
+    if v is None or v.size < 2:
+        return None
+    return v[0::2], v[1::2]
+
+
 def row_intervals(own: Any, baseline: Any, is_baseline: bool) -> dict[str, float | None]:
     """The columns a store row gains from its packed vector and its baseline's: `eval_items`
     (how many items the runtime was scored on), `top1_target_ci_low/high` (fractions) and, for

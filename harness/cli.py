@@ -668,11 +668,17 @@ def tune(
     for d in fronts.disagreements(pts):
         console.print("fronts disagree: " + d.describe(), markup=False, highlight=False,
                       soft_wrap=True)
-    if pts:
-        console.print("note: the search selected on these evaluation items (no validation "
-                      "split): the best accuracies are optimistic (each is uncertain by the "
-                      "95% interval in brackets); confirm a choice on images the search never "
-                      "scored", markup=False, highlight=False, soft_wrap=True)
+    if any(p.held_out is not None for p in pts):
+        console.print("note: the search scored each trial on the even-numbered evaluation "
+                      "items only (`search`); `held out` is its top-1 on the odd-numbered "
+                      "ones, which no choice of the search saw: read a chosen trial's accuracy "
+                      "there (95% intervals in brackets)", markup=False, highlight=False,
+                      soft_wrap=True)
+    if any(p.held_out is None for p in pts):
+        console.print("note: points without per-item results (mAP, or cells stored before "
+                      "schema 6) were searched on all evaluation items, so their best "
+                      "accuracies are optimistic by that selection; confirm a choice on images "
+                      "the search never scored", markup=False, highlight=False, soft_wrap=True)
     out = render(st, s.name, report_dir or Path("reports") / slug(s.name))
     st.close()
     console.print(f"report {out}", markup=False, highlight=False)

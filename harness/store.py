@@ -349,14 +349,16 @@ class Store:
 
     def cell(self, cell_key: str) -> list[dict[str, Any]]:
         """The current stored result of one cell: its newest ok row (else its newest failed
-        one), one tidy row per batch size; [] when it was never stored."""
+        one), one tidy row per batch size, with its packed per-item results (`items_correct`,
+        which `harness tune` splits into its search and held-out halves); [] when it was
+        never stored."""
         row = self.db.execute(
             "SELECT run_id FROM cells WHERE cell_key=? ORDER BY status='ok' DESC, created DESC,"
             " rowid DESC LIMIT 1", (cell_key,)).fetchone()
         if row is None:
             return []
         sql = _ROWS + " WHERE c.cell_key=? AND c.run_id=? ORDER BY m.batch_size"
-        return [_decode(r) for r in self.db.execute(sql, (cell_key, row[0]))]
+        return [_decode(r, keep_items=True) for r in self.db.execute(sql, (cell_key, row[0]))]
 
     def put_trial(self, trial: dict[str, Any]) -> None:
         """Record (or update) one tuner trial; its cells are stored as every cell is."""
@@ -437,13 +439,14 @@ def store_error(path: Path, exc: BaseException, timeout: float) -> UsageError:
     return UsageError(f"store {path}: {text}")
 
 
-def _decode(row: sqlite3.Row) -> dict[str, Any]:
+def _decode(row: sqlite3.Row, keep_items: bool = False) -> dict[str, Any]:
     out = dict(row)
     for k in JSON_COLUMNS:
         if isinstance(out.get(k), str):
             out[k] = json.loads(out[k])
     if "items_correct" in out:  # a cell row: the vectors become intervals, not columns
-        own, ref = out.pop("items_correct"), out.pop("baseline_items_correct", None)
+        own = out["items_correct"] if keep_items else out.pop("items_correct")
+        ref = out.pop("baseline_items_correct", None)
         out.update(_intervals(own, ref, out.get("method") == "baseline"))
     return out
 

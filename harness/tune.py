@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import faults
+from harness.fronts import search_accuracy
 from harness.errors import UsageError
 from harness.search import Space
 from harness.store import Store
@@ -203,9 +204,7 @@ class Tuner:
             row = next((r for r in rows if r.get("batch_size") == self.o.batch), None)
             if row is None or row.get("speedup") is None:
                 return None, f"{target}: no speedup at batch {self.o.batch}", noisy
-            acc = row.get("top1_target")
-            if acc is None:
-                acc = row.get("top1_retrained")
+            acc = search_accuracy(row)
             if acc is None:
                 return None, f"{target}: no accuracy", noisy
             vals += [100.0 * float(acc), float(row["speedup"])]

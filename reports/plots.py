@@ -276,15 +276,22 @@ def _loss_bars(ax, part: pd.DataFrame) -> None:  # type: ignore[no-untyped-def]
 
 def _aa_band(ax, part: pd.DataFrame, horizontal: bool) -> None:  # type: ignore[no-untyped-def]
     """The A/A noise floor: the span of the baselines' own CIs (speedup against themselves),
-    symmetric about 1.0 as the claims take it (`claims.floor`)."""
-    base = part[(part.method == "baseline") & part.speedup_ci_low.notna()] \
-        if "speedup_ci_low" in part else part.iloc[:0]
-    if base.empty:
-        return
+    symmetric about 1.0 as the claims take it (`claims.floor`), and of the A/A each row was
+    matched with in the store (`aa_ci_low/high`: the floor its claim uses when its own run's
+    A/A row is not among the rows, e.g. after a newer baseline row failed)."""
     from harness.claims import floor
 
+    base = part[(part.method == "baseline") & part.speedup_ci_low.notna()] \
+        if "speedup_ci_low" in part else part.iloc[:0]
     bands = {floor(float(r.speedup_ci_low), float(r.speedup_ci_high))
              for r in base.itertuples()}
+    if "aa_ci_low" in part:
+        matched = part[(part.method != "baseline") & part.aa_ci_low.notna()
+                       & part.aa_ci_high.notna()]
+        bands |= {floor(float(r.aa_ci_low), float(r.aa_ci_high)) for r in matched.itertuples()
+                  if float(r.aa_ci_low) > 0}
+    if not bands:
+        return
     lo, hi = min(b[0] for b in bands), max(b[1] for b in bands)
     span = ax.axvspan if horizontal else ax.axhspan
     # a panel of several models or targets holds several floors: their union is shaded, and

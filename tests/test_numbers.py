@@ -223,6 +223,20 @@ def test_a_failed_newer_baseline_row_leaves_the_floor_of_the_rows_own_baseline(
     assert claim(l1, aa_bands(rows)) == NO_CHANGE
     assert claim({k: v for k, v in l1.items() if not k.startswith("aa_")},
                  aa_bands(rows)) == "faster"  # what the point 1.0 said before
+    # the plots shade the floor the claim used: [0.9, 1/0.9] (symmetric about 1)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from harness.reports.plots import _aa_band
+
+    fig, ax = plt.subplots()
+    _aa_band(ax, pd.DataFrame(rows), horizontal=True)
+    spans = [(p.get_x(), p.get_x() + p.get_width()) for p in ax.patches]
+    plt.close(fig)
+    assert spans == [pytest.approx((0.9, 1 / 0.9))]
 
 
 def test_claims_against_the_aa_band() -> None:

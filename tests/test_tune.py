@@ -11,10 +11,12 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import harness_bin, run_cli, tiny_suite
 
 from harness import fronts, search
+from harness.accuracy_ci import pack, unpack
 from harness.errors import UsageError
 
 SEARCH = """
@@ -126,6 +128,33 @@ def test_a_noisy_point_on_the_other_target_is_no_disagreement() -> None:
     assert [(d.trial, d.on, d.off) for d in fronts.disagreements(pts)] == [(1, "ov", "ort")]
 
 
+def test_a_trial_is_searched_on_the_even_items_and_read_on_the_odd_ones(tmp_path: Path) -> None:
+    """The search half and the held-out half of a cell's per-item results: a trial right on
+    every even item and wrong on every odd one is searched at 100% and held out at 0%; a row
+    without per-item results (mAP, an old cell) is searched on its whole accuracy."""
+    from harness.store import Store
+
+    v = np.arange(500) % 2 == 0
+    assert fronts.search_accuracy({"top1_target": 0.5, "items_correct": pack(v)}) == 1.0
+    assert fronts.search_accuracy({"top1_target": 0.5}) == 0.5
+    assert fronts.search_accuracy({"top1_target": None, "top1_retrained": 0.7}) == 0.7
+    st = Store(tmp_path / "r.db")
+    st.start_run("r", suite="s")
+    st.put_cell({"cell_key": "k", "run_id": "r", "suite": "s", "model": "m",
+                 "method": "l1-filter", "method_config": {"ratio": 0.5}, "target": "t",
+                 "status": "ok", "top1_target": 0.5, "items_correct": pack(v)},
+                [{"batch_size": 1, "speedup": 2.0, "speedup_ci_low": 1.9,
+                  "speedup_ci_high": 2.1, "quality": "clean"}])
+    st.put_trial({"study": "st", "trial": 0, "suite": "s", "model": "m", "method": "l1-filter",
+                  "method_config": {"ratio": 0.5}, "params": {}, "targets": ["t"],
+                  "batch_size": 1, "state": "COMPLETE", "objective_values": [100.0, 2.0],
+                  "cell_keys": {"t": "k"}})
+    (p,) = fronts.points(st, "s")["st"]
+    st.close()
+    assert (p.accuracy, p.held_out) == (100.0, 0.0)
+    assert p.accuracy_text() == "search 100.00% [98.5, 100.0], held out 0.00% [0.0, 1.5]"
+
+
 def test_a_trial_names_the_targets_where_its_speedup_is_noisy() -> None:
     from types import SimpleNamespace
 
@@ -223,11 +252,13 @@ def test_tune_stores_trials_as_cells_and_resumes_after_kill_9(work: Path) -> Non
     for _, _, method, cfg, keys, values in complete:
         (key,) = json.loads(keys).values()
         assert key in after
-        row = con.execute("SELECT c.method, c.method_config, c.top1_target, m.speedup FROM cells c"
-                          " JOIN measurements m USING (cell_key, run_id) WHERE c.cell_key=? "
-                          "AND c.status='ok' AND m.batch_size=1", (key,)).fetchone()
+        row = con.execute("SELECT c.method, c.method_config, c.items_correct, m.speedup "
+                          "FROM cells c JOIN measurements m USING (cell_key, run_id) WHERE "
+                          "c.cell_key=? AND c.status='ok' AND m.batch_size=1", (key,)).fetchone()
         assert (row[0], json.loads(row[1])) == (method, json.loads(cfg))
-        assert json.loads(values) == pytest.approx([100 * row[2], row[3]])
+        # the accuracy objective is the search half: the even-numbered evaluation items
+        search = unpack(row[2])[0::2]
+        assert json.loads(values) == pytest.approx([100 * search.mean(), row[3]])
     # a trial whose speedup row is noisy says so on its line, and the front names it as left
     # off (not beaten): checked against the stored quality of each trial's row
     quality = {}
@@ -243,12 +274,13 @@ def test_tune_stores_trials_as_cells_and_resumes_after_kill_9(work: Path) -> Non
     for number, line in said.items():
         assert ("noisy on onnxruntime-cpu" in line) == (quality[number] != "clean"), line
     noisy = sorted(n for n, q in quality.items() if q != "clean")
-    assert "the search selected on these evaluation items" in last.stdout
-    # each front point's accuracy carries its 95% interval (the cells kept per-item results)
+    # each front point reads its search-half and held-out accuracies with 95% intervals
     front_lines = [line for line in last.stdout.splitlines() if line.startswith("  trial ")]
     assert bool(front_lines) == any(q == "clean" for q in quality.values()), last.stdout
-    assert all(re.search(r": \d+\.\d\d% \[\d+\.\d, \d+\.\d\]  ", line)
+    pct = r"\d+\.\d\d% \[\d+\.\d, \d+\.\d\]"
+    assert all(re.search(f": search {pct}, held out {pct}  ", line)
                for line in front_lines), front_lines
+    assert "held out` is its top-1 on the odd-numbered" in last.stdout
     left = [line for line in last.stdout.splitlines() if "left off as noisy" in line]
     if noisy:
         assert left and left[0].split(": trial")[1].lstrip("s ").split(", ") == \
