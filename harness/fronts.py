@@ -2,7 +2,9 @@
 
 A trial's numbers are its ordinary cells (accuracy on the runtime, the speedup timed
 interleaved with the baseline and its CI), so the terminal, the report and a later reader all
-draw the same fronts from the same rows. A target's front is the set of trials no other trial
+draw the same fronts from the same rows. The accuracy a front is drawn on is the search half of
+the evaluation items (`search_accuracy`); each point also carries its top-1 on the held-out
+half, which no choice of the search saw. A target's front is the set of trials no other trial
 beats on both accuracy and speedup; measurements that are not `clean` are drawn but kept off
 the front (as on the report's other plots and in `recommend`). Two targets *disagree* where a
 configuration is on one target's front and not on the other's: the same network is not the
@@ -74,13 +76,18 @@ def search_accuracy(row: dict[str, Any]) -> float | None:
     even-numbered evaluation items (`accuracy_ci.halves`), so the odd-numbered ones stay
     held out from every choice the search makes. A row without per-item results (mAP, or
     stored before schema 6) has no halves: its whole runtime accuracy (else torch's)."""
-    split = halves(row.get("items_correct")) if row.get("top1_target") is not None else None
+    split = _halves(row)
     if split is not None:
         return float(split[0].mean())
     acc = row.get("top1_target")
     if acc is None:
         acc = row.get("top1_retrained")
     return None if acc is None else float(acc)
+
+
+def _halves(row: dict[str, Any]) -> Any:
+    """The row's (search, held-out) per-item halves, where it has a runtime top-1 and them."""
+    return halves(row.get("items_correct")) if row.get("top1_target") is not None else None
 
 
 def points(store: Any, suite: str | None = None) -> dict[str, list[Point]]:
@@ -104,16 +111,17 @@ def points(store: Any, suite: str | None = None) -> dict[str, list[Point]]:
                        None)
             if row is None or row.get("status") != "ok" or row.get("speedup") is None:
                 continue
-            acc = search_accuracy(row)
-            if acc is None:
-                continue
-            split = halves(row.get("items_correct")) if row.get("top1_target") is not None \
-                else None
-            search, held = (None, None) if split is None else split
-            if search is not None:
+            split = _halves(row)
+            held = None
+            if split is not None:
+                search, held = split
+                acc: float | None = float(search.mean())
                 lo, hi = wilson(int(search.sum()), search.size)
             else:
+                acc = search_accuracy(row)
                 lo, hi = row.get("top1_target_ci_low"), row.get("top1_target_ci_high")
+            if acc is None:
+                continue
             size = row.get("size_bytes")
             out.setdefault(t["study"], []).append(Point(
                 t["study"], int(t["trial"]), target, label, 100.0 * acc,

@@ -7,7 +7,9 @@ with the baseline), so every trial is a stored cell with the usual key: a repeat
 config the grid already ran, is read from the store, never re-measured. The objectives are, per
 target, the accuracy on that runtime and the speedup at the study's batch size (optionally the
 exported size), so one study holds the trade-offs of every target and the fronts can be
-compared trial by trial (`harness.fronts`).
+compared trial by trial (`harness.fronts`). The accuracy is read on the even-numbered
+evaluation items only (`fronts.search_accuracy`): the odd-numbered ones stay held out from
+every choice, and the fronts report a chosen trial's accuracy there.
 
 Resumable after kill -9: the study lives in an Optuna journal file beside the store (an
 append-only log, Optuna's file storage for exactly this), and a trial left RUNNING by a killed
@@ -29,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from harness import faults
-from harness.fronts import search_accuracy
 from harness.errors import UsageError
+from harness.fronts import search_accuracy
 from harness.search import Space
 from harness.store import Store
 from harness.suite import MethodRun
