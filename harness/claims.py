@@ -84,13 +84,13 @@ def claim(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]
 
 def fmt_speedup(row: dict[str, Any], unit: bool = True) -> str:
     """`1.93x [1.88, 1.99]` (three significant figures), or `1.93x` for an old row."""
-    from harness.reports.table import fmt3
+    from harness.reports.table import fmt3, fmt_ci
 
     if row.get("speedup") is None:
         return ""
     text = f"{fmt3(row['speedup'])}" + ("x" if unit else "")
     if row.get("speedup_ci_low") is not None:
-        text += f" [{fmt3(row['speedup_ci_low'])}, {fmt3(row['speedup_ci_high'])}]"
+        text += f" {fmt_ci(row['speedup_ci_low'], row['speedup_ci_high'])}"
     return text
 
 

@@ -150,11 +150,10 @@ class Choice:
 
     def loss_ci(self) -> str:
         """` [-0.6, 2.2]` (the loss's 95% interval, points), or "" where there is none."""
-        from harness.reports.table import fmt3
+        from harness.reports.table import fmt_ci
 
-        if self.acc_loss_ci_low is None or self.acc_loss_ci_high is None:
-            return ""
-        return f" [{fmt3(self.acc_loss_ci_low)}, {fmt3(self.acc_loss_ci_high)}]"
+        ci = fmt_ci(self.acc_loss_ci_low, self.acc_loss_ci_high)
+        return f" {ci}" if ci else ""
 
     def _row(self) -> dict[str, Any]:
         return {"speedup": self.speedup, "speedup_ci_low": self.speedup_ci_low,
@@ -293,7 +292,7 @@ def _choice(row: dict[str, Any], loss: float | None, bands: dict[Any, Any],
 def _lacks(row: dict[str, Any], loss: float | None, b: Budgets) -> tuple[list[str], float]:
     """What keeps a row from qualifying under `b`, and how far it is from qualifying (the sum
     of each missed budget's relative shortfall; 1 for a miss that has no size, e.g. noisy)."""
-    from harness.reports.table import fmt3
+    from harness.reports.table import fmt3, fmt_ci
 
     lacks: list[str] = []
     gap = 0.0
@@ -313,7 +312,7 @@ def _lacks(row: dict[str, Any], loss: float | None, b: Budgets) -> tuple[list[st
             gap += 1
         elif loss > b.max_accuracy_loss + _EPS:
             ci = _loss_ci(row)
-            within = (f" (its 95% CI [{fmt3(ci[0])}, {fmt3(ci[1])}] reaches within it)"
+            within = (f" (its 95% CI {fmt_ci(*ci)} reaches within it)"
                       if ci is not None and ci[0] <= b.max_accuracy_loss + _EPS else "")
             lacks.append(f"accuracy loss {fmt3(loss)} > {fmt3(b.max_accuracy_loss)} points"
                          + within)
@@ -340,12 +339,12 @@ def _lacks(row: dict[str, Any], loss: float | None, b: Budgets) -> tuple[list[st
 def _not_faster(row: dict[str, Any], bands: dict[Any, Any]) -> str:
     """Why a clean row is no answer to "fastest": its CI overlaps the A/A band, or it is
     slower."""
-    from harness.reports.table import fmt3
+    from harness.reports.table import fmt_ci
 
     c = claim(row, bands)
     lo, hi = band_for(row, bands)
-    band = f"A/A band [{fmt3(lo)}, {fmt3(hi)}]"
-    ci = f"[{fmt3(row['speedup_ci_low'])}, {fmt3(row['speedup_ci_high'])}]"
+    band = f"A/A band {fmt_ci(lo, hi)}"
+    ci = fmt_ci(row["speedup_ci_low"], row["speedup_ci_high"])
     if c == NO_CHANGE:
         return f"no measurable speedup: CI {ci} overlaps the {band}"
     return f"slower than the baseline: CI {ci} below the {band}"
@@ -365,7 +364,7 @@ def _flags(row: dict[str, Any], b: Budgets | None = None, loss: float | None = N
     enough to read low (`harness.claims.short_chunks`), which can reorder close candidates,
     and an accuracy loss within its budget whose 95% interval reaches past it: on a few
     hundred evaluation items a 1-point budget is decided by which items were drawn."""
-    from harness.reports.table import fmt3
+    from harness.reports.table import fmt3, fmt_ci
 
     out = []
     ci = _loss_ci(row)
@@ -373,7 +372,7 @@ def _flags(row: dict[str, Any], b: Budgets | None = None, loss: float | None = N
             and ci is not None and loss <= b.max_accuracy_loss + _EPS
             and ci[1] > b.max_accuracy_loss + _EPS):
         items = f"these {row['eval_items']} items" if row.get("eval_items") else "these items"
-        out.append(f"accuracy loss 95% CI [{fmt3(ci[0])}, {fmt3(ci[1])}] reaches past the "
+        out.append(f"accuracy loss 95% CI {fmt_ci(*ci)} reaches past the "
                    f"{fmt3(b.max_accuracy_loss)}-point budget: not shown to hold on {items}")
     if row.get("scored") in (0, False):
         why = row.get("unscored_reason") or "below the scoring floors"

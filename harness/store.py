@@ -314,11 +314,13 @@ class Store:
         return [_decode(r) for r in self.db.execute(sql, (suite,) if suite else ())]
 
     def rows(self, suite: str | None = None, run_id: str | None = None,
-             latest: bool = True) -> list[dict[str, Any]]:
+             latest: bool = True, keep_items: bool = False) -> list[dict[str, Any]]:
         """Tidy rows, one per (cell, batch size); failed cells appear once with no timing.
 
         `latest` keeps only the newest row of each logical cell; `--all` style callers pass
-        latest=False for the whole history.
+        latest=False for the whole history. `keep_items` keeps each row's packed per-item
+        results (`items_correct`) beside the intervals derived from them (`harness compare`
+        pairs two runs' item by item); otherwise they stay in the store.
         """
         where, args = [], []
         if suite:
@@ -338,14 +340,7 @@ class Store:
             )
         sql = (_ROWS + (" WHERE " + " AND ".join(where) if where else "")
                + " ORDER BY c.created, c.rowid, m.batch_size")
-        return [_decode(r) for r in self.db.execute(sql, args)]
-
-    def items_correct(self, run_id: str) -> dict[str, str]:
-        """cell_key -> the packed per-item results (harness.accuracy_ci.pack) of a run's
-        cells that have them: what `harness compare` pairs item by item."""
-        return {k: v for k, v in self.db.execute(
-            "SELECT cell_key, items_correct FROM cells WHERE run_id=? "
-            "AND items_correct IS NOT NULL", (run_id,))}
+        return [_decode(r, keep_items) for r in self.db.execute(sql, args)]
 
     def cell(self, cell_key: str) -> list[dict[str, Any]]:
         """The current stored result of one cell: its newest ok row (else its newest failed

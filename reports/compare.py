@@ -25,7 +25,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from harness import accuracy_ci, stats
 from harness.claims import aa_bands, claim, fmt_speedup, short_chunks
 from harness.errors import unknown
-from harness.reports.table import method_label
+from harness.reports.table import fmt_ci, method_label
 from harness.store import Store
 from harness.timing import REOPEN_BELOW_MS, SAFE_CHUNK, SHORT_CALL_MS
 
@@ -52,13 +52,13 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
     for k in sorted(set(va) | set(vb)):
         if va.get(k) != vb.get(k):
             warnings.append(f"{k} version differs: {va.get(k)} vs {vb.get(k)}")
-    a = {_key(r): r for r in store.rows(run_id=run_a) if r["status"] == "ok"}
-    b = {_key(r): r for r in store.rows(run_id=run_b) if r["status"] == "ok"}
+    # with each cell's per-item results, which the top-1 difference pairs item by item
+    a = {_key(r): r for r in store.rows(run_id=run_a, keep_items=True) if r["status"] == "ok"}
+    b = {_key(r): r for r in store.rows(run_id=run_b, keep_items=True) if r["status"] == "ok"}
     samples = {(s["cell_key"], s["run_id"], s["batch_size"]): s
                for run in (run_a, run_b) for s in store.samples(run_id=run)
                if s["side"] == "candidate"}
     bands = aa_bands([*a.values(), *b.values()])  # each run's own A/A rows first
-    items = (store.items_correct(run_a), store.items_correct(run_b))
     rows = []
     short = 0  # speedups timed in chunks that may read low (each row of either run)
     reopened = 0  # pairs timed one on a single session pair, the other on fresh pairs
@@ -80,7 +80,7 @@ def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]],
             "throughput_ratio": _ratio(rb["throughput_ips"], ra["throughput_ips"]),
             "top1_diff_points": (None if ra["top1_target"] is None or rb["top1_target"] is None
                                  else round(100 * (rb["top1_target"] - ra["top1_target"]), 3)),
-            **_top1_change(items[0].get(ra["cell_key"]), items[1].get(rb["cell_key"])),
+            **_top1_change(ra.get("items_correct"), rb.get("items_correct")),
             "change": change, "time_ratio_ci": ci,
             "speedup_a": _worded(ra, said_a) + (" *" if low_a else ""),
             "speedup_b": _worded(rb, said_b) + (" *" if low_b else ""),
@@ -180,7 +180,7 @@ def _top1_change(a: str | None, b: str | None) -> dict[str, str]:
         return {"top1_diff_ci": "", "top1_change": ""}
     lo, hi = -ci[1], -ci[0]
     word = "higher" if lo > 0 else "lower" if hi < 0 else "same"
-    return {"top1_diff_ci": f"[{lo:.3g}, {hi:.3g}]", "top1_change": word}
+    return {"top1_diff_ci": fmt_ci(lo, hi), "top1_change": word}
 
 
 def _ratio(x: float | None, y: float | None) -> float | None:

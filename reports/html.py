@@ -112,10 +112,9 @@ def frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 def _loss_ci(row: dict[str, Any]) -> str:
     """`[-0.6, 2.2]`: the paired 95% interval of a row's accuracy loss (harness.accuracy_ci),
     "" where the row has none (stored before schema 6, mAP, the baseline itself)."""
-    from harness.reports.table import fmt3
+    from harness.reports.table import fmt_ci
 
-    lo, hi = row.get("accuracy_loss_ci_low"), row.get("accuracy_loss_ci_high")
-    return "" if lo is None or hi is None else f"[{fmt3(lo)}, {fmt3(hi)}]"
+    return fmt_ci(row.get("accuracy_loss_ci_low"), row.get("accuracy_loss_ci_high"))
 
 
 def timed_on(row: dict[str, Any]) -> str:

@@ -29,6 +29,12 @@ def fmt3(x: float | None) -> str:
     return f"{v:,.0f}" if abs(v) >= 100 else f"{v:g}"
 
 
+def fmt_ci(lo: float | None, hi: float | None) -> str:
+    """`[0.41, 1.17]`: an interval at three significant figures, "" when either end is
+    missing (a row stored before its interval was)."""
+    return "" if lo is None or hi is None else f"[{fmt3(lo)}, {fmt3(hi)}]"
+
+
 def score_lines(rows: list[dict[str, Any]],
                 stored: set[str] | None = None) -> list[tuple[str, ...]]:
     """(target, model, method, precision, batch, metric, score, units, note) for ok rows; a
@@ -76,11 +82,10 @@ def accuracy_note(row: dict[str, Any], loss: float | None) -> str:
     parts = []
     lo, hi = row.get("top1_target_ci_low"), row.get("top1_target_ci_high")
     if lo is not None and hi is not None:
-        parts.append(f"95% CI [{fmt3(100 * lo)}, {fmt3(100 * hi)}] (n={row['eval_items']})")
-    llo, lhi = row.get("accuracy_loss_ci_low"), row.get("accuracy_loss_ci_high")
-    if loss is not None and llo is not None and lhi is not None \
-            and row.get("method") != "baseline":
-        parts.append(f"loss {fmt3(loss)} [{fmt3(llo)}, {fmt3(lhi)}] pts")
+        parts.append(f"95% CI {fmt_ci(100 * lo, 100 * hi)} (n={row['eval_items']})")
+    ci = fmt_ci(row.get("accuracy_loss_ci_low"), row.get("accuracy_loss_ci_high"))
+    if loss is not None and ci and row.get("method") != "baseline":
+        parts.append(f"loss {fmt3(loss)} {ci} pts")
     return "; ".join(parts)
 
 
