@@ -709,6 +709,11 @@ def recommend(
                                                             "(10^6 bytes).")] = None,
     max_latency_ms: Annotated[float | None, typer.Option(
         help="Largest p50 time per call at --batch, ms.")] = None,
+    strict_accuracy: Annotated[bool | None, typer.Option(
+        "--strict-accuracy/--point-accuracy",
+        help="Judge --max-accuracy-loss by the high end of the loss's 95% CI, as "
+             "--min-speedup is judged by the low end of its CI (default: the suite's "
+             "budget, else the loss itself).")] = None,
     objective: Annotated[Objective, typer.Option(
         help="fastest (highest speedup CI low), smallest (zlib-compressed model: INT8 and "
              "sparsity both count) or most-accurate.")
@@ -760,7 +765,8 @@ def recommend(
         fail(f"batch size {batch} was not measured on {target} (choose from: "
              f"{', '.join(map(str, batches))})")
     flags = {"max_accuracy_loss": max_accuracy_loss, "min_speedup": min_speedup,
-             "max_size_mb": max_size_mb, "max_latency_ms": max_latency_ms}
+             "max_size_mb": max_size_mb, "max_latency_ms": max_latency_ms,
+             "strict_accuracy": strict_accuracy}
     answers: list[rec.Answer] = []
     for name in names:
         base = file_budgets.get(name) or rec.suite_budgets(

@@ -357,8 +357,9 @@ def _dataset_options(raw: Any, dataset: str, where: str,
 
 def _budgets(raw: Any, where: str) -> Budgets:
     """`budgets = { max_accuracy_loss = 1.0, min_speedup = 2.0, max_size_mb = 1,
-    max_latency_ms = 5 }`: each key a number (accuracy loss in points; a key left out keeps
-    its default: 1 point of accuracy, no other limit)."""
+    max_latency_ms = 5, strict_accuracy = false }`: each key a number (accuracy loss in
+    points), `strict_accuracy` a boolean (judge the accuracy budget by the loss's CI high
+    end); a key left out keeps its default: 1 point of accuracy, no other limit, not strict."""
     opts = table(raw, f"{where}: budgets")
     _check_keys(opts, {f.name for f in dataclasses.fields(Budgets)}, f"{where} budgets")
     check_fields(Budgets, opts, f"{where} budgets")

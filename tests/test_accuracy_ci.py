@@ -172,6 +172,35 @@ def test_recommend_says_when_a_budget_is_not_shown_to_hold(tmp_path: Path) -> No
     st.close()
 
 
+def test_a_strict_accuracy_budget_is_judged_by_the_losss_ci_high(tmp_path: Path) -> None:
+    """`strict_accuracy`: the budget holds only where the loss's interval lies within it. The
+    0.6-point loss on 500 items, which the default rule lets through with a caveat, misses
+    and says by how much; on 10,000 items it is shown to hold and qualifies. A 0.0-point loss
+    whose interval stays within 1 point qualifies on 500 items."""
+    st = Store(tmp_path / "r.db")
+    strict = Budgets(max_accuracy_loss=1.0, strict_accuracy=True)
+    assert strict.describe() == "accuracy loss CI high <= 1 point"
+    small = recommend(_rows(st, 3, 500), "t", budgets=strict)[0]
+    assert small.best is None and small.qualifying == 0
+    (lack,) = small.misses[0].lacks
+    assert lack.startswith("accuracy loss CI high 1.") and "> 1 points (loss 0.6 [" in lack
+    big = recommend(_rows(st, 60, 10_000), "t", budgets=strict)[0]
+    assert big.best is not None and big.best.acc_loss_ci_high < 1.0
+    assert not any("budget" in f for f in big.best.flags)
+    same = recommend(_rows(st, 0, 500), "t", budgets=strict)[0]
+    assert same.best is not None and same.best.acc_loss == 0.0
+    # a row with no interval (its vector lost) cannot be shown to hold under the strict rule
+    rows = _rows(st, 3, 500)
+    for r in rows:
+        r["accuracy_loss_ci_low"] = r["accuracy_loss_ci_high"] = None
+    blind = recommend(rows, "t", budgets=strict)[0]
+    assert blind.best is None and "no accuracy loss CI" in blind.misses[0].lacks[0]
+    assert recommend(rows, "t", budgets=Budgets(max_accuracy_loss=1.0))[0].best is not None
+    with pytest.raises(ValueError, match="strict_accuracy must be true or false"):
+        Budgets(strict_accuracy=1)  # type: ignore[arg-type]
+    st.close()
+
+
 def test_a_detectors_scorer_keeps_no_vector() -> None:
     from harness.scoring import ClassifyScorer, DetectScorer
 

@@ -295,7 +295,8 @@ def test_cli_text_and_json(store: Path, tmp_path: Path) -> None:
     data = json.loads(res.stdout)
     assert len(data) == 1 and data[0]["model"] == "lenet-5"
     assert data[0]["budgets"] == {"max_accuracy_loss": 3.0, "min_speedup": 2.5,
-                                  "max_size_mb": None, "max_latency_ms": None}
+                                  "max_size_mb": None, "max_latency_ms": None,
+                                  "strict_accuracy": False}
     best = data[0]["best"]
     assert best["label"] == "l1-filter ratio=0.75" and best["config"] == {"ratio": 0.75}
     assert best["speedup_ci_low"] == 2.9 and best["acc_loss"] == pytest.approx(2.0)
@@ -351,6 +352,37 @@ def test_suite_file_budgets_are_the_defaults(store: Path, tmp_path: Path) -> Non
     res = run_cli("recommend", "--target", "onnxruntime-cpu", "--store", str(store),
                   "--suite", str(bad), cwd=tmp_path)
     assert res.returncode == 2 and "'min_speedup' must be a number" in res.stderr
+
+
+def test_a_suite_files_strict_accuracy_and_the_flags_that_override_it(store: Path,
+                                                                     tmp_path: Path) -> None:
+    """`budgets = { strict_accuracy = true }` judges the accuracy budget by the loss's CI;
+    this store keeps no per-item results, so nothing can be shown to hold and the misses say
+    why; `--point-accuracy` restores the default rule, `--strict-accuracy` sets it without a
+    suite file, and a value that is not a boolean is one line, exit 2."""
+    path = tmp_path / "rec.toml"
+    path.write_text(f'name = "{SUITE}"\ndataset = "mnist"\nmodels = ["lenet-5"]\n'
+                    "budgets = { strict_accuracy = true }\n"
+                    "[profiles.smoke]\neval_samples = 10\n")
+    args = ("recommend", "--target", "onnxruntime-cpu", "--store", str(store), "--suite",
+            str(path), "--format", "json")
+    res = run_cli(*args, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    (answer,) = json.loads(res.stdout)
+    assert answer["budgets"]["strict_accuracy"] is True and answer["best"] is None
+    assert all(any("no accuracy loss CI" in lack for lack in m["lacks"])
+               for m in answer["closest_misses"]), answer["closest_misses"]
+    assert "accuracy loss CI high <= 1 point" in res.stderr
+    res = run_cli(*args, "--point-accuracy", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)[0]["best"]["label"] == "l1-filter ratio=0.5"
+    res = run_cli("recommend", "--target", "onnxruntime-cpu", "--store", str(store),
+                  "--strict-accuracy", cwd=tmp_path)
+    assert res.returncode == 2 and "no accuracy loss CI" in res.stdout
+    path.write_text(path.read_text().replace("strict_accuracy = true", "strict_accuracy = 1"))
+    res = run_cli(*args, cwd=tmp_path)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and "strict_accuracy" in lines[0], res.stderr
 
 
 class _Panel(HTMLParser):
