@@ -405,20 +405,29 @@ def _flags(row: dict[str, Any], b: Budgets | None = None, loss: float | None = N
     return tuple(out)
 
 
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the (speedup, accuracy loss) points not dominated: no other point has the
+    speedup at least as high and the loss at least as low, one of them strictly. Exact ties
+    (equal on both: speedups are stored to three figures) are all kept. Ascending speedup.
+    The one rule of the front for `recommend` and the report's plot (`reports.plots.pareto`).
+    """
+    order = sorted(range(len(points)), key=lambda i: (-points[i][0], points[i][1]))
+    keep, best, at = [], math.inf, None
+    for i in order:
+        speed, loss = points[i]
+        if loss < best or (loss == best and speed == at):
+            keep.append(i)
+            best, at = loss, speed
+    return sorted(keep, key=lambda i: points[i][0])
+
+
 def _pareto(cands: list[tuple[dict[str, Any], float | None]]
             ) -> list[tuple[dict[str, Any], float | None]]:
-    """Not dominated on (speedup up, accuracy loss down): the rule of reports.plots.pareto,
-    over clean rows only."""
+    """The front (`pareto_front`) of the clean rows with a speedup and a known loss."""
     pts = [(r, loss) for r, loss in cands if r.get("quality") == "clean"
            and r.get("speedup") is not None and loss is not None]
-    pts.sort(key=lambda p: (-float(p[0]["speedup"]), p[1]))
-    keep, best, at = [], math.inf, None
-    for r, loss in pts:
-        assert loss is not None
-        if loss < best or (loss == best and float(r["speedup"]) == at):  # exact ties: all
-            keep.append((r, loss))
-            best, at = loss, float(r["speedup"])
-    return sorted(keep, key=lambda p: float(p[0]["speedup"]))
+    return [pts[i] for i in pareto_front([(float(r["speedup"]), float(loss))
+                                          for r, loss in pts if loss is not None])]
 
 
 def stored_size(c: Choice) -> int | None:

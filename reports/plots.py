@@ -45,17 +45,13 @@ def _setup():  # type: ignore[no-untyped-def]
 
 
 def pareto(points: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Points not dominated: no other point has `x` at least as high and `y` (loss) at least
-    as low, one of them strictly. Exact ties (equal on both: speedups are stored to three
-    figures) are all kept."""
-    pts = points.sort_values([x, y], ascending=[False, True])
-    best, at = float("inf"), None
-    keep = []
-    for idx, row in pts.iterrows():
-        if row[y] < best or (row[y] == best and row[x] == at):
-            keep.append(idx)
-            best, at = row[y], row[x]
-    return points.loc[keep].sort_values(x)
+    """Points not dominated on (`x` up, `y` loss down), by `harness.recommend.pareto_front`'s
+    rule, sorted by `x`."""
+    from harness.recommend import pareto_front
+
+    keep = pareto_front(list(zip(points[x].astype(float), points[y].astype(float),
+                                 strict=True)))
+    return points.iloc[keep]
 
 
 def _panels(d: pd.DataFrame, col: str, plt: Any, grid: bool = False) -> tuple[Any, list[Any]]:
