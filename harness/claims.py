@@ -18,6 +18,9 @@ from harness.stats import overlaps
 from harness.timing import SAFE_CHUNK, SHORT_CALL_MS
 
 NO_CHANGE = "no measurable speedup"
+# no A/A row of the row's (model, target, batch) anywhere in reach: its baseline's timing
+# failed, or was never stored. Nothing to tell a real change from the noise by, so no claim.
+NO_FLOOR = "no A/A floor"
 
 
 def band_key(row: dict[str, Any]) -> tuple[Any, ...]:
@@ -45,12 +48,13 @@ def aa_bands(rows: list[dict[str, Any]]) -> dict[tuple[Any, ...], tuple[float, f
 
 
 def band_for(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]
-             ) -> tuple[float, float]:
+             ) -> tuple[float, float] | None:
     """The A/A band of the row's own run; else the A/A of the baseline row the store matched
     the row with (`aa_ci_low/high` from `Store.rows()`: the same baseline its accuracy loss is
     taken against, found in the store's whole history, so a newer failed baseline row among
     the latest rows does not leave the row without a floor); else of any run of that
-    model/target/batch; else the point 1.0."""
+    model/target/batch; else None: never the bare point 1.0, which would let any CI that
+    excludes 1.0 claim a change that a session pair alone can make (README "Noise floor")."""
     if band_key(row) in bands:
         return bands[band_key(row)]
     lo, hi = row.get("aa_ci_low"), row.get("aa_ci_high")
@@ -59,12 +63,12 @@ def band_for(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, floa
     for k, v in bands.items():
         if k[:4] == band_key(row)[:4]:
             return v
-    return (1.0, 1.0)
+    return None
 
 
 def claim(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]) -> str:
     """One of: "A/A" (the baseline itself), "noisy", "no CI" (a row from before schema 3),
-    "faster", "slower", or NO_CHANGE."""
+    NO_FLOOR (no A/A row to judge it by), "faster", "slower", or NO_CHANGE."""
     if row.get("speedup") is None:
         return ""
     if row.get("method") == "baseline":
@@ -77,6 +81,8 @@ def claim(row: dict[str, Any], bands: dict[tuple[Any, ...], tuple[float, float]]
     if not all(math.isfinite(v) and v > 0 for v in ci):
         return "no CI"  # a NaN or non-positive bound (a row built off the store) claims nothing
     band = band_for(row, bands)
+    if band is None:
+        return NO_FLOOR
     if overlaps(ci, band):
         return NO_CHANGE
     return "faster" if ci[0] > band[1] else "slower"

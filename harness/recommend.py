@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from harness.claims import NO_CHANGE, aa_bands, band_for, claim, short_chunks
+from harness.claims import NO_CHANGE, NO_FLOOR, aa_bands, band_for, claim, short_chunks
 
 OBJECTIVES = ("fastest", "smallest", "most-accurate")
 DEFAULT_MAX_ACCURACY_LOSS = 1.0  # points: issue 14's "within 1 point of accuracy"
@@ -359,14 +359,17 @@ def _lacks(row: dict[str, Any], loss: float | None, b: Budgets) -> tuple[list[st
 
 
 def _not_faster(row: dict[str, Any], bands: dict[Any, Any]) -> str:
-    """Why a clean row is no answer to "fastest": its CI overlaps the A/A band, or it is
-    slower."""
+    """Why a clean row is no answer to "fastest": its CI overlaps the A/A band, it is
+    slower, or there is no A/A band to judge it by."""
     from harness.reports.table import fmt_ci
 
     c = claim(row, bands)
-    lo, hi = band_for(row, bands)
-    band = f"A/A band {fmt_ci(lo, hi)}"
     ci = fmt_ci(row["speedup_ci_low"], row["speedup_ci_high"])
+    floor_ = band_for(row, bands)
+    if floor_ is None:
+        return (f"{NO_FLOOR}: CI {ci}, but the baseline has no A/A row to judge it by (its "
+                "timing failed or was never stored)")
+    band = f"A/A band {fmt_ci(*floor_)}"
     if c == NO_CHANGE:
         return f"no measurable speedup: CI {ci} overlaps the {band}"
     return f"slower than the baseline: CI {ci} below the {band}"

@@ -15,7 +15,8 @@ import pytest
 
 from harness import quality, stats
 from harness.benchmarks.estimators import SCENARIOS, Scenario, draw
-from harness.claims import NO_CHANGE, aa_bands, band_key, claim, fmt_speedup
+from harness.claims import NO_CHANGE, NO_FLOOR, aa_bands, band_key, claim, fmt_speedup, note
+from harness.recommend import Budgets
 from harness.timing import Timing, TimingConfig, Window, measure_pair
 
 
@@ -221,8 +222,15 @@ def test_a_failed_newer_baseline_row_leaves_the_floor_of_the_rows_own_baseline(
     l1 = next(r for r in rows if r["cell_key"] == "kl")
     assert (l1["aa_ci_low"], l1["aa_ci_high"]) == (0.9, 1.1)
     assert claim(l1, aa_bands(rows)) == NO_CHANGE
-    assert claim({k: v for k, v in l1.items() if not k.startswith("aa_")},
-                 aa_bands(rows)) == "faster"  # what the point 1.0 said before
+    # with no A/A anywhere in reach (the baseline's own timing failed, no earlier one), the
+    # row claims nothing: the bare point 1.0 would have read a 1.05 [1.02, 1.08] as "faster"
+    orphan = {k: v for k, v in l1.items() if not k.startswith("aa_")}
+    assert claim(orphan, aa_bands(rows)) == NO_FLOOR
+    assert note(orphan, aa_bands(rows)) == NO_FLOOR
+    from harness.recommend import recommend
+
+    (ans,) = recommend([orphan], "t", budgets=Budgets(max_accuracy_loss=None))
+    assert ans.best is None and ans.misses[0].lacks[0].startswith(f"{NO_FLOOR}: CI [1.02,")
     # the plots shade the floor the claim used: [0.9, 1/0.9] (symmetric about 1)
     import matplotlib
 

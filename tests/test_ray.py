@@ -207,3 +207,14 @@ def test_an_entry_rebuilt_elsewhere_replaces_a_nodes_older_one(tmp_path: Path) -
     unpack(b, ("../outside", bundle[1]))
     assert not (tmp_path / "outside").exists()
     assert {p.name for p in b.iterdir()} <= {RECEIVED, "compressed", ".locks"}
+    # a bundle that names a whole kind's folder, or an entry the step did not ask for, is
+    # dropped: it would otherwise replace every compressed model on this node
+    other = Path("compressed") / "lenet-5-fpgm-def"
+    cache.write_entry(a / other, {"built": "elsewhere"}, {"model.safetensors": b"X"})
+    for name in ("compressed", other.as_posix()):
+        unpack(b, (name, pack(a, a / other)[1]), allowed={rel.as_posix()})
+    assert sorted(p.name for p in (b / "compressed").iterdir()) == [rel.name]
+    entry = cache.read_entry(b / rel, print)
+    assert entry is not None and entry.read_bytes("model.safetensors") == b"NEW"
+    unpack(b, pack(a, a / other), allowed={rel.as_posix(), other.as_posix()})
+    assert cache.read_entry(b / other, print) is not None

@@ -94,9 +94,16 @@ def _run_step_carried(opts: Any, run_id: str, step: Step, *bundles: Any) -> Any:
     """In a Ray worker, object-store mode: unpack the entries this step needs into this node's
     cache, run the step, and (a compute step) hand back its own entry as a second object."""
     runner = _runner(opts, run_id, True)
+    # the only entries this step reads: its model's baseline and (measure) its compressed
+    # model. A bundle naming any other path (a kind's whole folder, another model's entry)
+    # is dropped unread: it could only replace entries this step does not ask for.
+    wanted = {runner.baseline_folder(step.model)}
+    if step.kind == "measure" and step.run is not None and step.run.method != "baseline":
+        wanted.add(runner.compressed_folder(step.model, step.run))
+    allowed = {f.relative_to(runner.o.cache_dir).as_posix() for f in wanted}
     for bundle in bundles:
         if bundle is not None:
-            unpack(runner.o.cache_dir, bundle)
+            unpack(runner.o.cache_dir, bundle, allowed)
     result = runner.execute(step)
     if step.kind == "measure":
         return _held(step, result)
@@ -116,18 +123,18 @@ def pack(root: Path, folder: Path) -> tuple[str, bytes]:
     return rel, buf.getvalue()
 
 
-def unpack(root: Path, bundle: tuple[str, bytes]) -> None:
+def unpack(root: Path, bundle: tuple[str, bytes], allowed: set[str] | None = None) -> None:
     """Put a packed entry in place under `root` unless the same one (the same `meta.json`,
     which lists every file's sha256) is already there: an entry rebuilt elsewhere (`--force`)
     replaces this node's older one, so a measurement here reads what the compute step made.
     Names are checked (tarfile's `data` filter: no absolute paths, no `..`, no links out, no
     devices); the entry is moved into place whole, so a reader sees it complete or not at
-    all."""
+    all. With `allowed`, a bundle whose path is not one of those entry paths is ignored."""
     from harness import cache
 
     rel, data = bundle
     target = root / rel
-    if not cache._safe_name(rel):
+    if not cache._safe_name(rel) or (allowed is not None and rel not in allowed):
         return
     tmp = root / f".incoming-{uuid.uuid4().hex[:8]}"
     try:
