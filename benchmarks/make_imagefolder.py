@@ -36,7 +36,7 @@ def write(out: Path, per_class: int, val_per_class: int, data_dir: Path | None =
 
     ds = FashionMNIST(data_dir=data_dir)
     if not ds._stage():
-        raise UsageError(ds._missing())
+        raise UsageError(ds._missing(download=False))
     import torchvision.datasets as tvd
 
     count = 0
@@ -67,10 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     if a.per_class < 1 or val < 1:
         print("error: --per-class and --val-per-class must be >= 1", file=sys.stderr)
         return 2
+    if a.out.exists() and not a.out.is_dir():
+        print(f"error: {a.out} is a file, not a folder to write the images under",
+              file=sys.stderr)
+        return 2
     try:
         n = write(a.out, a.per_class, val, a.data_dir)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a folder that cannot be written
+        print(f"error: cannot write under {a.out} ({type(exc).__name__}: {exc.strerror or exc})",
+              file=sys.stderr)
         return 2
     print(f"wrote {n} PNGs under {a.out}/train and {a.out}/val (10 classes)")
     return 0

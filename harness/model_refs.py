@@ -178,11 +178,14 @@ def read_state(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(p))
         else:
             state = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # objects weights_only refuses (torch's own message
-        # suggests loading it anyway, weights_only=False: never here)
-        raise UsageError(f"checkpoint '{path}' cannot be read as a state dict of tensors: it "
-                         "holds pickled objects, which CompressMark never unpickles (save "
-                         "model.state_dict() with torch.save, or as .safetensors)") from None
+    except pickle.UnpicklingError as exc:  # objects weights_only refuses (torch's own
+        # message suggests loading it anyway, weights_only=False: never here), or no pickle
+        what = ("it holds pickled objects, which CompressMark never unpickles"
+                if "unsupported global" in str(exc).lower()
+                else "it is not a file torch.save wrote")
+        raise UsageError(f"checkpoint '{path}' cannot be read as a state dict of tensors: "
+                         f"{what} (save model.state_dict() with torch.save, or as "
+                         ".safetensors)") from None
     except Exception as exc:  # not a tensor file at all
         said = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
         raise UsageError(f"checkpoint '{path}' cannot be read as a state dict of tensors "
@@ -215,8 +218,18 @@ def load_checkpoint(net: nn.Module, path: str | Path, complete: bool, name: str)
                          f"shape (the model has e.g. {', '.join(list(own)[:3])})")
     missing = [k for k in own if k not in fit and not k.endswith("num_batches_tracked")]
     if complete and missing:
+        wrong = [k for k in missing if k in state]  # there, with another shape
+        said = (f"; {len(wrong)} of them with another shape, e.g. {wrong[0]} "
+                f"{tuple(state[wrong[0]].shape)} where the model has "
+                f"{tuple(own[wrong[0]].shape)}" if wrong else "")
         raise UsageError(f"checkpoint '{path}' lacks {len(missing)} tensor(s) of model '{name}' "
-                         f"(e.g. {', '.join(missing[:3])}): train = false needs all of them")
+                         f"(e.g. {', '.join(missing[:3])}{said}): train = false needs all of "
+                         "them")
+    unused = [k for k in state if k not in own]
+    if complete and unused:  # another architecture whose names happen to cover this one
+        raise UsageError(f"checkpoint '{path}' holds {len(unused)} tensor(s) model '{name}' "
+                         f"does not have (e.g. {', '.join(unused[:3])}): it is not this "
+                         "model's checkpoint, and train = false needs exactly that")
     net.load_state_dict(fit, strict=False)
 
 
@@ -268,14 +281,18 @@ def _callable(name: str) -> RefSpec:
     except (TypeError, ValueError):
         params = {}  # type: ignore[assignment]
 
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
     def make(num_classes: int, in_channels: int, image_size: tuple[int, ...]) -> nn.Module:
         given = {"num_classes": num_classes, "in_channels": in_channels,
                  "image_size": tuple(image_size)}
+        if not takes_all:  # a builder taking **kwargs is given all three
+            given = {k: v for k, v in given.items() if k in params}
         try:
-            return obj(**{k: v for k, v in given.items() if k in params})
+            return obj(**given)
         except Exception as exc:  # the user's code: say which call failed, in one line
             raise UsageError(f"model '{name}': {module_name}.{attr}("
-                             f"{', '.join(k for k in given if k in params)}) raised "
+                             f"{', '.join(given)}) raised "
                              f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
 
     doc = (inspect.getdoc(obj) or "").strip().splitlines()

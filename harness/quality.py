@@ -10,6 +10,8 @@ clean one. `scored` is separate: whether the measurement met the MLMark / MLPerf
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +62,10 @@ def assess(sp: Speedup, window: Window, cand: Timing, ref: Timing, *, aa: bool) 
     retry = bool(why)
     if sp.rounds < 2:
         why.append("one round: no confidence interval")
+    elif sp.rounds < stats.MIN_CI_ROUNDS:  # its "CI" is the range of its few ratios
+        why.append(f"{sp.rounds} rounds: too few for a 95% CI (the range of {sp.rounds} "
+                   f"ratios covers {stats.range_coverage(sp.rounds):.1%}; "
+                   f">= {stats.MIN_CI_ROUNDS} rounds)")
     elif sp.rel_width > MAX_CI_HALF_WIDTH:
         why.append(f"CI +-{sp.rel_width:.0%} wider than +-{MAX_CI_HALF_WIDTH:.0%}")
     floors = []
@@ -68,7 +74,8 @@ def assess(sp: Speedup, window: Window, cand: Timing, ref: Timing, *, aa: bool) 
         floors.append(f"calls < {MIN_SCORED_CALLS} ({calls})")
     secs = min(cand.seconds, ref.seconds)
     if secs < MIN_SCORED_SECONDS:
-        floors.append(f"seconds < {MIN_SCORED_SECONDS:g} ({secs:.2g})")
+        # rounded down: 0.9995 s must not print as "seconds < 1 (1)"
+        floors.append(f"seconds < {MIN_SCORED_SECONDS:g} ({math.floor(secs * 1000) / 1000:g})")
     if sp.rounds < MIN_SCORED_ROUNDS:
         floors.append(f"rounds < {MIN_SCORED_ROUNDS} ({sp.rounds})")
     return Verdict("noisy" if why else "clean", "; ".join(why), not floors, "; ".join(floors),

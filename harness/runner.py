@@ -15,6 +15,7 @@ import copy
 import dataclasses
 import functools
 import hashlib
+import inspect
 import json
 import time
 import traceback
@@ -117,6 +118,50 @@ def check_targets(names: list[str]) -> tuple[list[str], dict[str, str]]:
     return usable, skipped
 
 
+def network_code(net: torch.nn.Module) -> str:
+    """A digest of what a network is, beyond its name: its printed structure (layers, their
+    sizes and activations) and the source of every module class outside torch itself (the
+    user's `forward`s, torchvision's). A model by reference is the user's code, which can
+    change under the same name; the baseline key holds this, so an edit retrains instead of
+    loading the old network's weights into the new one. Classes whose source cannot be read
+    count by their qualified name."""
+    h = hashlib.sha256(repr(net).encode())
+    seen: set[type] = set()
+    for mod in net.modules():
+        cls = type(mod)
+        if cls in seen or cls.__module__.split(".")[0] == "torch":
+            continue
+        seen.add(cls)
+        try:
+            src = inspect.getsource(cls)
+        except (OSError, TypeError):
+            src = f"{cls.__module__}.{cls.__qualname__}"
+        h.update(src.encode())
+    return h.hexdigest()[:16]
+
+
+def check_outputs(name: str, net: torch.nn.Module, num_classes: int,
+                  input_shape: tuple[int, ...]) -> None:
+    """A classifier must give one score per class: a network built for another class count
+    trains on labels it cannot score (an IndexError deep in the loss) or reports top-1 of the
+    wrong layer. Probed with one forward pass of two blank images; a network that returns no
+    (N, K) tensor is left to fail, or not, where it is used."""
+    was = net.training
+    try:
+        with torch.inference_mode():
+            out = net.eval()(torch.zeros(2, *input_shape))
+    except Exception as exc:  # the user's forward: one line, not a traceback
+        raise UsageError(f"model '{name}' cannot run on images of shape {input_shape} "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    finally:
+        net.train(was)
+    if isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[1] != num_classes:
+        raise UsageError(f"model '{name}' outputs {out.shape[1]} scores per image but the "
+                         f"dataset has {num_classes} classes: build it with num_classes "
+                         f"(its builder is passed num_classes={num_classes} when it takes "
+                         "that argument)")
+
+
 def _file_digest(path: str) -> str:
     p = Path(path).expanduser()
     if not p.is_file():
@@ -150,6 +195,7 @@ class Runner:
             data_dir=opts.data_dir, download=opts.download, **opts.suite.dataset_options
         )
         self.task = getattr(self.dataset, "task", "classify")
+        self._code: dict[str, str] = {}  # model by reference -> digest of its network's code
         for m in opts.suite.models:
             if MODELS.get(m).task != self.task:
                 raise UsageError(f"model '{m}' is a {MODELS.get(m).task} model but dataset "
@@ -157,10 +203,16 @@ class Runner:
             if not isinstance(MODELS.get(m), RefSpec):
                 continue
             # a model by reference (harness/model_refs.py): build it once now, so a callable
-            # that returns no nn.Module or an unusable checkpoint is a line and exit 2 here
+            # that returns no nn.Module, an unusable checkpoint or a classifier with another
+            # number of outputs than the dataset has classes is a line and exit 2 here; what
+            # was built names the network's code in its baseline key (`network_code`)
             with torch.random.fork_rng(devices=[]):
-                build_model(MODELS.get(m), self.dataset.num_classes,
-                            tuple(self.dataset.input_shape), opts.suite.model_options.get(m))
+                net = build_model(MODELS.get(m), self.dataset.num_classes,
+                                  tuple(self.dataset.input_shape),
+                                  opts.suite.model_options.get(m))
+            if self.task == "classify":
+                check_outputs(m, net, self.dataset.num_classes, tuple(self.dataset.input_shape))
+            self._code[m] = network_code(net)
         if self.task == "detect" and (self.profile.train.augment or self.profile.finetune.augment):
             raise UsageError("augment = true flips and crops images but not boxes: it is for "
                              "classifiers only (set it false in the suite's detection profiles)")
@@ -215,6 +267,8 @@ class Runner:
         key = {"model": model, "data": self._data_key(), "recipe": self.profile.train,
                "seed": self.o.suite.seed, "train_code": TRAIN_CODE_VERSION,
                "device": self.o.device}
+        if model in self._code:  # the user's own code: editing it makes a new baseline
+            key["code"] = self._code[model]
         options = self.o.suite.model_options.get(model)
         if options:  # a checkpoint counts by its content, not its path
             key["options"] = {k: _file_digest(v) if k == "checkpoint" else v

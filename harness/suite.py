@@ -185,9 +185,11 @@ def _names(value: Any, key: str, where: str, *, empty: bool = False) -> tuple[st
     return tuple(value)
 
 
-def _expand(entry: Any, where: str) -> tuple[list[MethodRun], Space | None]:
+def _expand(entry: Any, where: str, models: tuple[str, ...] | None = None
+            ) -> tuple[list[MethodRun], Space | None]:
     """An entry's grid runs (for `harness run`) and its search space (for `harness tune`).
-    An entry with `search` and no `grid` is for the tuner only."""
+    An entry with `search` and no `grid` is for the tuner only. Its `models` must be among
+    the suite's `models` (else the entry would run on nothing, silently)."""
     entry = table(entry, where, "a table (a [[methods]] entry with a name)")
     _check_keys(entry, METHOD_KEYS, where)
     if "name" not in entry:
@@ -197,6 +199,9 @@ def _expand(entry: Any, where: str) -> tuple[list[MethodRun], Space | None]:
     only = _names(entry["models"], "models", where) if "models" in entry else None
     for m in only or ():
         MODELS.get(m)
+        if models is not None and m not in models:
+            raise UsageError(f"{where}: models names '{m}', which is not one of the suite's "
+                             f"models (choose from: {', '.join(models)})")
     fixed = dict(table(entry.get("config", {}), f"{where}.config"))
     grid = dict(table(entry.get("grid", {}), f"{where}.grid"))
     fields = {f.name for f in dataclasses.fields(method.Config)}
@@ -426,7 +431,7 @@ def _load(name_or_path: str) -> Suite:
     runs: list[MethodRun] = []
     spaces: list[Space] = []
     for i, entry in enumerate(entries):
-        grid_runs, space = _expand(entry, f"{where} [[methods]] #{i + 1}")
+        grid_runs, space = _expand(entry, f"{where} [[methods]] #{i + 1}", models)
         runs.extend(grid_runs)
         spaces += [space] if space is not None else []
     runs = with_scratch_controls(runs)

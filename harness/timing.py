@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.stats import MIN_CI_ROUNDS  # the fewest rounds an early stop may end at
+
 
 # timed calls per interleaved chunk from which the switching bias (TimingConfig.rewarm) stayed
 # within 2% on every network measured; fewer read a speedup low when calls are short
@@ -40,6 +42,11 @@ SHORT_CALL_MS = 10.0
 # (LeNet-5 on either runtime, LeNet-300-100 at batch 64, ResNet-56 at 2.6 ms) showed no such
 # effect: their one-pair CIs held 95-100%.
 REOPEN_BELOW_MS = 0.1
+
+
+# calls per round are sized for this many times `min_seconds` (`calls_per_round`); a pair
+# still short of it after its rounds runs more rounds, two at a time (`measure_pair`)
+MIN_SECONDS_MARGIN = 1.1
 
 
 @dataclass(frozen=True)
@@ -91,8 +98,9 @@ class TimingConfig:
             raise ValueError("min_seconds must be >= 0")
         if self.precision is not None and not 0 < self.precision < 1:
             raise ValueError("precision is a CI half-width as a fraction, in (0, 1)")
-        if self.min_rounds is not None and not 2 <= self.min_rounds <= self.rounds:
-            raise ValueError("min_rounds must be between 2 and rounds")
+        if self.min_rounds is not None and not MIN_CI_ROUNDS <= self.min_rounds <= self.rounds:
+            raise ValueError(f"min_rounds must be between {MIN_CI_ROUNDS} and rounds "
+                             f"({self.rounds}): fewer rounds give no 95% CI to stop on")
 
     @property
     def first_check(self) -> int | None:
@@ -253,8 +261,10 @@ def calls_per_round(cfg: TimingConfig, fast_s: float, pair_s: float) -> int:
     `pair_s`) with its re-warm calls fits `max_seconds`; at least one. `harness plan` costs a
     measurement with this same rule."""
     per = max(1, -(-cfg.iterations // cfg.rounds))
-    if cfg.min_seconds:  # the faster side must reach it too
-        per = max(per, int(np.ceil(cfg.min_seconds / cfg.rounds / max(fast_s, 1e-9))))
+    if cfg.min_seconds:  # the faster side must reach it too, with a margin: sized exactly,
+        # timed calls a little faster than the warm-up's left half of the rows short of it
+        per = max(per, int(np.ceil(MIN_SECONDS_MARGIN * cfg.min_seconds / cfg.rounds
+                                   / max(fast_s, 1e-9))))
     if cfg.max_seconds is not None:  # the untimed re-warm calls count against the cap too
         per = max(1, min(per, int(cfg.max_seconds / cfg.rounds / max(pair_s, 1e-9))
                          - cfg.rewarm))
@@ -272,8 +282,9 @@ def measure_pair(
     second chunk follows the other's (whose first calls are slow: benchmarks/switching.py);
     over an even count of rounds each side is second equally often. Calls per round:
     `iterations / rounds`, raised until the faster side has run `min_seconds` (from the
-    warm-up's medians), lowered so a round fits `max_seconds` (from the fastest warm-up
-    calls); at least one call each. With `cfg.precision`,
+    warm-up's medians, with MIN_SECONDS_MARGIN; a pair whose faster side is still short of it
+    after `rounds` runs two more rounds at a time, up to twice `rounds`), lowered so a round
+    fits `max_seconds` (from the fastest warm-up calls); at least one call each. With `cfg.precision`,
     `enough(candidate, reference)` is asked after `min_rounds` rounds and after every second
     round from there (an even count, so each side went first equally often); True ends the
     pair there. The check runs between rounds, never inside one.
@@ -296,7 +307,9 @@ def measure_pair(
     n = int(x.shape[0])
     first_check = cfg.first_check if enough is not None else None
     done = 0
-    for r in range(cfg.rounds):
+    rounds = cfg.rounds
+    r = 0
+    while r < rounds:
         if fresh and r > 0:
             assert reopen is not None
             candidate, reference = reopen()
@@ -308,11 +321,14 @@ def measure_pair(
         _calls(first[0], x, per, first[1])
         _calls(second[0], x, cfg.rewarm, [])
         _calls(second[0], x, per, second[1])
-        done = r + 1
+        done = r = r + 1
         if (first_check is not None and first_check <= done < cfg.rounds and done % 2 == 0
                 and enough is not None
                 and enough(Timing(n, tuple(a), (per,) * done), Timing(n, tuple(b), (per,) * done))):
             break
+        if (done == rounds and cfg.min_seconds and rounds < 2 * cfg.rounds
+                and min(sum(a), sum(b)) / 1e9 < cfg.min_seconds):
+            rounds += 2  # the floor is not met yet: two more rounds, B,A / A,B stay balanced
     sizes = (per,) * done
     pairs = done if fresh else 1
     return Timing(n, tuple(a), sizes, pairs), Timing(n, tuple(b), sizes, pairs)

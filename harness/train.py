@@ -135,7 +135,12 @@ def fit(
     params = [p for p in model.parameters() if p.requires_grad] + list(extra_params or [])
     opt = optimizer(params, recipe)
     n = len(x_all)
-    steps_per_epoch = max(1, math.ceil(n / recipe.batch_size))
+    # batch bounds of an epoch; a last batch of one item joins the one before it: BatchNorm
+    # cannot train on a batch of one (33 images at batch 16 failed)
+    starts = list(range(0, n, recipe.batch_size)) + [n]
+    if len(starts) > 2 and n - starts[-2] == 1:
+        del starts[-2]
+    steps_per_epoch = max(1, len(starts) - 1)
     total = max(1, round(recipe.epochs * steps_per_epoch))
     bounds = sorted(round(m * total) for m in recipe.milestones)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, bounds, 0.1) if bounds else None
@@ -145,10 +150,10 @@ def fit(
     step = 0
     while step < total:
         order = torch.randperm(n, generator=gen)
-        for i in range(0, n, recipe.batch_size):
+        for i, end in zip(starts[:-1], starts[1:], strict=True):
             if step >= total:
                 break
-            idx = order[i : i + recipe.batch_size]
+            idx = order[i:end]
             x, y = x_all[idx], y_all[idx]
             if recipe.augment:
                 x = _augment(x, gen)

@@ -150,7 +150,7 @@ targets = ["onnxruntime-cpu"]
 train = {{ epochs = 2, lr = 0.05, batch_size = 64 }}
 finetune = {{ epochs = 0.5, lr = 0.01, batch_size = 64 }}
 eval_samples = 128
-timing = {{ batch_sizes = [1, 8], iterations = 6, warmup = 1, rounds = 2, threads = 1 }}
+timing = {{ batch_sizes = [1, 8], iterations = 6, warmup = 1, rounds = 6, threads = 1 }}
 """
 
 DEFAULT_METHODS = """

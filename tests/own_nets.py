@@ -18,3 +18,14 @@ def tiny_cnn(num_classes: int, in_channels: int) -> nn.Module:
 def not_a_module() -> str:
     """Returns no nn.Module: a reference to it must be a one-line error."""
     return "not a network"
+
+
+def three_outputs(in_channels: int) -> nn.Module:
+    """Ignores the dataset's class count: always 3 scores (a net built for another folder)."""
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(4, 3))
+
+
+def by_kwargs(**kw: object) -> nn.Module:
+    """Takes what it is given by keyword: num_classes and in_channels among it."""
+    return tiny_cnn(int(kw["num_classes"]), int(kw["in_channels"]))  # type: ignore[call-overload]

@@ -195,12 +195,12 @@ def test_harness_plan_refuses_impossible_cluster_sizes_in_one_line(
 def test_harness_plan_gives_the_early_stops_lower_end(tmp_path: Path) -> None:
     suite = tiny_suite(tmp_path, models='["lenet-5"]')
     suite.write_text(suite.read_text().replace(
-        "rounds = 2, threads = 1 }", "rounds = 4, threads = 1, precision = 0.02, min_rounds = 2 }"))
+        "rounds = 6, threads = 1 }", "rounds = 8, threads = 1, precision = 0.02, min_rounds = 6 }"))
     r = run_cli("plan", "--suite", str(suite), "--profile", "smoke", "--store",
                 str(tmp_path / "r.db"), "--workers", "1")
     assert r.returncode == 0, r.stderr[-2000:]
     out = " ".join(r.stdout.split())
-    assert "if every pair stops at its first check, round 2)" in out
+    assert "if every pair stops at its first check, round 6)" in out
 
 
 def test_the_early_stops_lower_end_costs_fewer_rounds(runner: Runner) -> None:

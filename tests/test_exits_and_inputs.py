@@ -426,6 +426,11 @@ TYPE_ERRORS = {
                         "'models' must be a list of strings, not 'lenet-5' (a string)"),
     "models empty": (dict(models="[]"), "'models' must list at least one name"),
     "model twice": (dict(models='["lenet-5", "lenet-5"]'), "'models' lists 'lenet-5' twice"),
+    "methods for a model not in the suite": (
+        dict(methods='[[methods]]\nname = "l1-filter"\nmodels = ["lenet-5"]\n'
+                     'grid = { ratio = [0.5] }\n'),
+        "[[methods]] #1: models names 'lenet-5', which is not one of the suite's models "
+        "(choose from: lenet-300-100)"),
 }
 TEXT_ERRORS = {
     "seed a float": (('dataset = "mnist"', 'dataset = "mnist"\nseed = 1.5'),
@@ -448,17 +453,21 @@ TEXT_ERRORS = {
     "precision not a fraction": (("threads = 1", "threads = 1, precision = 2.0"),
                                  ".timing: precision is a CI half-width as a fraction, "
                                  "in (0, 1)"),
-    "min_rounds above rounds": (("threads = 1", "threads = 1, precision = 0.02, min_rounds = 3"),
-                                ".timing: min_rounds must be between 2 and rounds"),
-    "rounds odd": (("rounds = 2, threads = 1", "rounds = 3, threads = 1"),
+    "min_rounds above rounds": (("threads = 1", "threads = 1, precision = 0.02, min_rounds = 8"),
+                                ".timing: min_rounds must be between 6 and rounds (6)"),
+    "min_rounds too few for a CI": (("threads = 1", "threads = 1, precision = 0.02, "
+                                     "min_rounds = 4"),
+                                    ".timing: min_rounds must be between 6 and rounds (6): "
+                                    "fewer rounds give no 95% CI to stop on"),
+    "rounds odd": (("rounds = 6, threads = 1", "rounds = 7, threads = 1"),
                    ".timing: rounds must be even (each side goes first, and follows the other, "
-                   "in half of them), not 3"),
+                   "in half of them), not 7"),
     "rewarm negative": (("threads = 1", "threads = 1, rewarm = -1"),
                         ".timing: iterations >= 1, warmup >= 0, rounds >= 1, rewarm >= 0"),
     "rewarm a float": (("threads = 1", "threads = 1, rewarm = 2.5"),
                        ".timing: 'rewarm' must be an integer, not 2.5"),
     "timing a number": (("timing = { batch_sizes = [1, 8], iterations = 6, warmup = 1, "
-                         "rounds = 2, threads = 1 }", "timing = 3"),
+                         "rounds = 6, threads = 1 }", "timing = 3"),
                         "[profiles.smoke].timing must be a table, not 3 (an integer)"),
     "dataset option type": (('dataset = "mnist"', 'dataset = "mnist"\n'
                              'dataset_options = { resize = "big" }'),

@@ -184,6 +184,32 @@ def test_min_seconds_adds_calls_per_round() -> None:
     assert [len(r) for r in ta.by_round()] == list(ta.rounds)
 
 
+def test_a_pair_short_of_min_seconds_runs_more_rounds() -> None:
+    """Warm-up calls of 3 ms, timed calls of 2 ms: rounds sized from the warm-up leave the
+    faster side at ~70% of `min_seconds` (sized exactly, half the rows of a full profile
+    missed its floor by a little and went unscored). The pair runs two more rounds, keeping
+    the A,B / B,A balance, until the floor is met."""
+    import time
+
+    class Settling:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def run(self, batch: np.ndarray) -> list[np.ndarray]:
+            self.calls += 1
+            time.sleep(0.003 if self.calls <= 3 else 0.002)
+            return [batch]
+
+    cfg = TimingConfig(iterations=4, warmup=3, rounds=2, min_seconds=0.1)
+    ta, tb = measure_pair(Settling(), Settling(), np.zeros((1, 1)), cfg)
+    assert min(ta.seconds, tb.seconds) >= 0.1, (ta.seconds, tb.seconds)
+    assert len(ta.rounds) == len(tb.rounds) == 4 and len(set(ta.rounds)) == 1
+    # no floor: the rounds asked for, no more
+    ta, _ = measure_pair(Settling(), Settling(), np.zeros((1, 1)),
+                         TimingConfig(iterations=4, warmup=3, rounds=2))
+    assert len(ta.rounds) == 2
+
+
 def _row(method: str, sp: float, lo: float, hi: float, **kw: object) -> dict[str, object]:
     return {"suite": "s", "model": "m", "target": "t", "batch_size": 1, "run_id": "r",
             "method": method, "speedup": sp, "speedup_ci_low": lo, "speedup_ci_high": hi,

@@ -141,6 +141,26 @@ def test_train_false_baseline_is_the_checkpoint_untrained(tmp_path: Path, images
         assert acc == ClassifyScorer().score(logits.numpy(), labels.numpy())[0]
 
 
+def test_train_false_refuses_another_architectures_checkpoint(tmp_path: Path) -> None:
+    """train = false takes the checkpoint as the baseline: one with tensors the model does not
+    have (a bigger network whose names cover this one's) is refused, as is one whose
+    classifier has another shape (the message names both shapes)."""
+    from harness.model_refs import load_checkpoint
+    from own_nets import tiny_cnn
+
+    net = tiny_cnn(10, 1)
+    bigger = {**net.state_dict(), "10.weight": torch.zeros(5, 10), "10.bias": torch.zeros(5)}
+    torch.save(bigger, tmp_path / "big.pt")
+    with pytest.raises(UsageError, match=r"holds 2 tensor\(s\) model 'n' does not have "
+                                         r"\(e\.g\. 10\.weight, 10\.bias\)"):
+        load_checkpoint(tiny_cnn(10, 1), tmp_path / "big.pt", True, "n")
+    load_checkpoint(tiny_cnn(10, 1), tmp_path / "big.pt", False, "n")  # training: ok
+    torch.save(tiny_cnn(3, 1).state_dict(), tmp_path / "three.pt")
+    with pytest.raises(UsageError, match=r"9\.weight \(3, 32\) where the model has "
+                                         r"\(10, 32\)"):
+        load_checkpoint(tiny_cnn(10, 1), tmp_path / "three.pt", True, "n")
+
+
 def test_checkpoint_is_never_unpickled(tmp_path: Path, images: Path) -> None:
     """A pickled module (code, not tensors) is refused by torch.load(weights_only=True)."""
     from own_nets import tiny_cnn
@@ -173,6 +193,86 @@ def test_checkpoint_content_is_in_the_baseline_key(tmp_path: Path, images: Path)
     assert runner.baseline_key("own_nets:tiny_cnn") != first
     folder = runner.baseline_folder("torchvision:resnet18")  # ':' made file-system safe
     assert ":" not in folder.name and folder.parent == tmp_path / "cache" / "baselines"
+
+
+def test_editing_the_networks_code_makes_a_new_baseline(tmp_path: Path, images: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model by reference is the user's code: a changed activation (its printed structure)
+    or a changed `forward` (its source) gives another baseline key, so the old weights are
+    never loaded into the new network; the same code gives the same key."""
+    import importlib
+    import sys
+
+    from harness import model_refs
+
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    monkeypatch.syspath_prepend(str(pkg))
+    code = (
+        "import torch.nn as nn\n"
+        "class Net(nn.Module):\n"
+        "    def __init__(self, num_classes):\n"
+        "        super().__init__()\n"
+        "        self.body = nn.Sequential(nn.Conv2d(1, 4, 3), ACT(), nn.AdaptiveAvgPool2d(1),\n"
+        "                                  nn.Flatten(), nn.Linear(4, num_classes))\n"
+        "    def forward(self, x):\n"
+        "        return self.body(x)\n"
+        "def net(num_classes):\n"
+        "    return Net(num_classes)\n"
+        "ACT = nn.ReLU\n")
+    keys = []
+    for version in (code, code, code.replace("ACT = nn.ReLU", "ACT = nn.Sigmoid"),
+                    code.replace("return self.body(x)", "return self.body(x) * 2")):
+        (pkg / "edited_net.py").write_text(version)
+        sys.modules.pop("edited_net", None)
+        model_refs._RESOLVED.pop("edited_net:net", None)
+        importlib.invalidate_caches()
+        path = suite_file(tmp_path, images, ["edited_net:net"])
+        keys.append(runner_for(path, tmp_path).baseline_key("edited_net:net"))
+    assert keys[0] == keys[1] and len(set(keys)) == 3, keys
+    sys.modules.pop("edited_net", None)
+    model_refs._RESOLVED.pop("edited_net:net", None)
+
+
+def test_a_classifier_with_another_number_of_outputs_is_one_line(tmp_path: Path,
+                                                                images: Path) -> None:
+    """A network that ignores num_classes (10 folders here, 3 outputs) is refused before any
+    training, in one line with exit 2; a builder taking **kwargs is given num_classes."""
+    from harness.api import build_model
+    from harness.registry import MODELS
+
+    path = suite_file(tmp_path, images, ["own_nets:three_outputs"])
+    res = run_cli("run", "--suite", str(path), "--profile", "smoke", "--target", "null",
+                  "--store", str(tmp_path / "r.db"), cwd=tmp_path, env=ENV)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert "outputs 3 scores per image but the dataset has 10 classes" in lines[0]
+    assert not (tmp_path / "r.db").exists()
+    net = build_model(MODELS.get("own_nets:by_kwargs"), 7, (1, 16, 16))
+    assert net(torch.zeros(1, 1, 16, 16)).shape == (1, 7)
+
+
+def test_a_last_batch_of_one_joins_the_batch_before_it() -> None:
+    """33 images at batch 16: BatchNorm cannot train on the lone 33rd (a ValueError failed
+    the baseline). It joins the second batch: two steps an epoch, every image seen once."""
+    from torch.utils.data import TensorDataset
+
+    from harness.train import Recipe, fit
+    from own_nets import tiny_cnn
+
+    seen: list[int] = []
+
+    def loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        seen.append(len(x))
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    data = TensorDataset(torch.randn(33, 1, 8, 8), torch.randint(0, 3, (33,)))
+    fit(tiny_cnn(3, 1), data, Recipe(epochs=2, batch_size=16), loss_fn=loss)
+    assert seen == [16, 17, 16, 17]
+    seen.clear()
+    fit(tiny_cnn(3, 1), TensorDataset(torch.randn(34, 1, 8, 8), torch.randint(0, 3, (34,))),
+        Recipe(epochs=1, batch_size=16), loss_fn=loss)
+    assert seen == [16, 16, 2]  # any other remainder is its own batch, as before
 
 
 # ---- the imagefolder dataset ----------------------------------------------------------------
@@ -225,6 +325,56 @@ def test_an_unreadable_image_is_named_in_one_line(tmp_path: Path, images: Path) 
         DATASETS.get("imagefolder")(root=str(root)).train()
     text = str(info.value)
     assert f"cannot read {broken} as an image" in text and "\n" not in text, text
+
+
+def test_the_first_image_unreadable_is_one_line_too(tmp_path: Path, images: Path) -> None:
+    """Without `crop`, the input shape is read from the first training image: a broken one
+    there is the same one line as anywhere else (it was a PIL traceback)."""
+    import shutil
+
+    from harness.registry import DATASETS
+
+    root = tmp_path / "data"
+    shutil.copytree(images, root)
+    first = root / "train" / "c0" / "0000_broken.png"
+    first.write_text("not an image")
+    with pytest.raises(UsageError) as info:
+        _ = DATASETS.get("imagefolder")(root=str(root)).input_shape
+    assert f"cannot read {first} as an image" in str(info.value)
+
+
+def test_16_bit_grey_images_keep_their_range_and_one_class_is_refused(tmp_path: Path) -> None:
+    """16-bit grey PNGs (PIL mode I;16) are scaled by 65535: torchvision's loader converts to
+    RGB, which clipped them at 255, so a dark class (8000) and a bright one (40000) both read
+    as white. A float image has no range to scale by (one line), nor does a folder of one
+    class make a classifier (one line)."""
+    import numpy as np
+    from PIL import Image
+
+    from harness.registry import DATASETS
+
+    root = tmp_path / "d16"
+    for split in ("train", "val"):
+        for name, level in (("bright", 40000), ("dark", 8000)):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(np.full((8, 8), level + i, np.uint16)).save(folder / f"{i}.png")
+    assert Image.open(root / "train" / "dark" / "0.png").mode == "I;16"
+    ds = DATASETS.get("imagefolder")(root=str(root), channels=1, mean=[0.0], std=[1.0])
+    x, y = ds.train().tensors
+    for label, level in ((0, 40000), (1, 8000)):
+        assert float(x[y == label].mean()) == pytest.approx(level / 65535, abs=1 / 255), label
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(root / "val" / "dark" / "f.tiff")
+    with pytest.raises(UsageError, match="floating-point image .PIL mode F."):
+        DATASETS.get("imagefolder")(root=str(root), channels=1).test()
+    one = tmp_path / "one"
+    for split in ("train", "val"):
+        (one / split / "only").mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(one / split / "only" / "0.png")
+    with pytest.raises(UsageError, match="holds 1 class folder .only.: a classifier needs at "
+                                         "least 2"):
+        _ = DATASETS.get("imagefolder")(root=str(one)).num_classes
 
 
 def test_missing_folder_exits_2_from_the_cli(tmp_path: Path) -> None:

@@ -87,6 +87,10 @@ class ImageFolderDataset(InMemoryDataset):
                 raise UsageError(f"dataset 'imagefolder': train/ and val/ under {self.root} "
                                  f"have different classes (e.g. {', '.join(only[:3])} in only "
                                  f"one; expected {LAYOUT} with the same class folders)")
+            if len(tr) < 2:
+                raise UsageError(f"dataset 'imagefolder': {self.root} holds {len(tr)} class "
+                                 f"folder ({', '.join(tr)}): a classifier needs at least 2 "
+                                 f"(expected {LAYOUT})")
             self._classes = tr
         return self._classes
 
@@ -102,7 +106,7 @@ class ImageFolderDataset(InMemoryDataset):
                 hw = (self.crop, self.crop)
             else:
                 folder = self._folder(True)
-                hw = tuple(self._transform()(folder.loader(folder.samples[0][0])).shape[1:])
+                hw = tuple(self._transform()(_open(folder.samples[0][0])).shape[1:])
             self._shape = (self.channels, *hw)  # type: ignore[assignment]
         return self._shape  # type: ignore[return-value]
 
@@ -140,12 +144,7 @@ class ImageFolderDataset(InMemoryDataset):
         tf = self._transform()
         images, labels = [], []
         for path, label in folder.samples:
-            try:
-                image = folder.loader(path)
-            except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-                raise UsageError(f"dataset 'imagefolder': cannot read {path} as an image "
-                                 f"({type(exc).__name__}): remove or replace the file") from None
-            x = tf(image)
+            x = tf(_open(path))
             if x.shape[1:] != self.input_shape[1:]:
                 raise UsageError(f"dataset 'imagefolder': {path} is {tuple(x.shape[1:])} after "
                                  f"resize/crop, not {self.input_shape[1:]}: set "
@@ -160,6 +159,32 @@ class ImageFolderDataset(InMemoryDataset):
         mean = torch.tensor(self.mean)[:, None, None]
         std = torch.tensor(self.std)[:, None, None]
         return TensorDataset(((x - mean) / std).contiguous(), torch.tensor(labels)[order].long())
+
+
+def _open(path: str) -> Any:
+    """One image as PIL gives it, 16-bit grey scaled to 8 bits by its real range; an image
+    PIL cannot read, or a 32-bit integer or float one (no range to scale by), is one line.
+    torchvision's own loader converts every image to RGB, which clips 16-bit grey at 255:
+    everything above 255 of 65535 became white."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            image = Image.open(f)
+            image.load()
+    except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
+        raise UsageError(f"dataset 'imagefolder': cannot read {path} as an image "
+                         f"({type(exc).__name__}): remove or replace the file") from None
+    if image.mode.startswith("I;16"):
+        import numpy as np
+
+        grey = np.asarray(image, dtype=np.float64) / 65535.0 * 255.0
+        return Image.fromarray(np.rint(grey).astype(np.uint8), "L")
+    if image.mode in ("I", "F"):
+        raise UsageError(f"dataset 'imagefolder': {path} is a {'32-bit integer' if image.mode == 'I' else 'floating-point'} "
+                         f"image (PIL mode {image.mode}), which has no fixed range to scale: "
+                         "convert the folder to 8- or 16-bit images")
+    return image
 
 
 def _rgb(image: Any) -> Any:

@@ -90,14 +90,15 @@ class IdxDataset(InMemoryDataset):
         return TensorDataset(x.contiguous(), ds.targets.long())
 
 
-    def _missing(self) -> str:
-        """One line: where the idx files were looked for and how to get them."""
+    def _missing(self, download: bool = True) -> str:
+        """One line: where the idx files were looked for and how to get them (`download`:
+        the command offers --download)."""
         if not self.explicit:
             return f"dataset '{self.name}' not found under {self.data_dir}: {self.where}"
         system = [d for d in self.system_dirs if Path(d).is_dir()]
         return (f"dataset '{self.name}' not found in --data-dir {self.data_dir} (looked in "
                 f"{self._raw_dir()} and {self.data_dir} for {', '.join(FILES)}, plain or .gz): "
-                "put the idx files there, or pass --download"
+                "put the idx files there" + (", or pass --download" if download else "")
                 + (f", or leave out --data-dir to read the system copy in {system[0]}"
                    if system else ""))
 
