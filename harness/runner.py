@@ -293,6 +293,8 @@ class Runner:
                "eval_samples": self.profile.eval_samples}  # the cached accuracies
         if self.per_target(run):  # INT8 toolchains run only for the run's targets
             key["toolchains"] = sorted(self.targets)
+            if "onnxruntime-cpu" in self.targets and sysinfo.ort_reduce_range():
+                key["ort_reduce_range"] = True  # 7-bit weights where the CPU lacks VNNI
         if run.method == "pipeline":  # a step's method that changed makes a new pipeline too
             from harness.methods.pipeline import parse_step
 

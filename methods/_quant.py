@@ -44,7 +44,15 @@ def _v(dist: str) -> str:
 
 
 def ort_qdq(fp32_onnx: Path, out: Path, calib: np.ndarray, per_channel: bool = True,
-            batch: int = 16) -> TargetArtifact:
+            batch: int = 16, reduce_range: bool | None = None) -> TargetArtifact:
+    """ONNX Runtime's static QDQ model, u8 activations / s8 weights; `reduce_range` (default:
+    `sysinfo.ort_reduce_range()`, so where this machine lacks VNNI) quantizes weights to 7
+    bits, which ORT's AVX2 kernels need to avoid saturating (the runner keys the artifact by
+    it)."""
+    from harness.sysinfo import ort_reduce_range
+
+    if reduce_range is None:
+        reduce_range = ort_reduce_range()
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -64,10 +72,11 @@ def ort_qdq(fp32_onnx: Path, out: Path, calib: np.ndarray, per_channel: bool = T
     quant_pre_process(str(fp32_onnx), str(pre), skip_symbolic_shape=True)
     quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                    per_channel=per_channel)
+                    per_channel=per_channel, reduce_range=reduce_range)
     pre.unlink(missing_ok=True)
     return TargetArtifact(path=out, toolchain=f"onnxruntime.quantization {_v('onnxruntime')} "
-                          f"QDQ u8/s8{' per-channel' if per_channel else ''}")
+                          f"QDQ u8/s8{' per-channel' if per_channel else ''}"
+                          f"{' reduce-range (7-bit weights: no VNNI)' if reduce_range else ''}")
 
 
 ACTIVATION_RANGES = ("min-max", "mean-min-max")  # NNCF: global extremes | its own default

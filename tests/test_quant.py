@@ -121,3 +121,17 @@ def test_a_pipeline_is_rebuilt_when_one_of_its_steps_changes(tmp_path, monkeypat
     before = r.compressed_key("resnet-56", run)
     monkeypatch.setattr(METHODS.get("int8-ptq"), "version", "99")
     assert r.compressed_key("resnet-56", run) != before
+
+
+def test_ort_int8_weights_use_7_bits_only_where_the_cpu_lacks_vnni(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """ONNX Runtime's u8/s8 kernels saturate without VNNI (VPMADDUBSW's int16 sums):
+    `reduce_range` there, 8-bit weights elsewhere; the runner keys the artifact by it."""
+    from harness import sysinfo
+
+    for arch, isa, want in (("x86_64", ["avx2", "fma"], True),
+                            ("x86_64", ["avx2", "avx512f", "avx512_vnni"], False),
+                            ("x86_64", ["avx2", "avx_vnni"], False),
+                            ("aarch64", [], False)):
+        monkeypatch.setattr(sysinfo, "_machine", lambda a=arch, i=isa: {"arch": a, "isa": i})
+        assert sysinfo.ort_reduce_range() is want, (arch, isa)

@@ -86,11 +86,11 @@ def test_timing_keys_stay_what_they_were_before_rewarm(tmp_path: Path) -> None:
 def test_short_chunks_are_named_where_they_bias_a_speedup() -> None:
     import dataclasses
 
-    smoke = suite.load("fashion-mnist-resnet").profile("smoke").timing  # 8 calls / 4 rounds
+    smoke = suite.load("fashion-mnist-resnet").profile("smoke").timing  # 12 calls / 6 rounds
     why = smoke.short_chunks()
-    assert why is not None and "2 timed calls per chunk" in why and "iterations >= 52" in why
+    assert why is not None and "2 timed calls per chunk" in why and "iterations >= 78" in why
     assert suite.load("fashion-mnist-resnet").profile("quick").timing.short_chunks() is None
     assert dataclasses.replace(smoke, rewarm=4).short_chunks() is None  # re-warmed chunks
     assert dataclasses.replace(smoke, batch_sizes=(32, 64)).short_chunks() is None  # long calls
-    assert dataclasses.replace(smoke, iterations=52).short_chunks() is None  # 13 per chunk
+    assert dataclasses.replace(smoke, iterations=78).short_chunks() is None  # 13 per chunk
     assert dataclasses.replace(smoke, iterations=48).short_chunks() is not None  # 12

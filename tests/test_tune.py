@@ -312,8 +312,8 @@ def test_a_failing_trial_is_recorded_and_the_study_goes_on(work: Path) -> None:
     r = run_cli(*_args(work, suite, 2), env=env)
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
     assert "1 of 2 trials failed" in r.stdout
-    # the tiny suite times 3 calls per chunk at batch 1: tune says so once, as run does
-    assert r.stderr.count("timing of profile smoke: 3 timed calls per chunk") == 1, r.stderr
+    # the tiny suite times 1 call per chunk at batch 1: tune says so once, as run does
+    assert r.stderr.count("timing of profile smoke: 1 timed call per chunk") == 1, r.stderr
     con = _db(work)
     rows = con.execute("SELECT trial, state, error FROM trials ORDER BY trial").fetchall()
     assert [s for _, s, _ in rows] == ["FAIL", "COMPLETE"]
