@@ -11,7 +11,6 @@ clean one. `scored` is separate: whether the measurement met the MLMark / MLPerf
 from __future__ import annotations
 
 import math
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
