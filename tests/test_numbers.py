@@ -169,6 +169,24 @@ def test_a_window_too_short_for_the_tick_counters_is_never_called_busy() -> None
     assert "other processes used 1.90 cores" in v.reason and "steal 0.50" in v.reason
 
 
+def test_fewer_than_6_rounds_give_no_95_ci_and_are_noisy() -> None:
+    """The interval of 2-5 rounds is their range, which covers the true ratio 1 - 2^(1-n) of
+    the time (87.5% at 4 rounds): such a measurement is stored noisy and claims nothing; at 6
+    rounds the range covers 96.9% and the same samples are clean."""
+    assert stats.MIN_CI_ROUNDS == 6 and stats.range_coverage(4) == 0.875
+    quiet = Window(wall_s=1.0, other_cpu=0.0, steal=0.0, resolution=0.02, cores=2)
+    for n, noisy in ((2, True), (4, True), (5, True), (6, False), (16, False)):
+        cand, ref = draw(np.random.default_rng(n), SCENARIOS[0], 2.0, n, 64)
+        sp = stats.speedup(cand, ref)
+        v = quality.assess(sp, quiet, _timing(cand), _timing(ref), aa=False)
+        assert (v.quality == "noisy") is noisy and not v.retry, (n, v.reason)
+        if noisy:
+            assert v.reason == (f"{n} rounds: too few for a 95% CI (the range of {n} ratios "
+                                f"covers {stats.range_coverage(n):.1%}; >= 6 rounds)")
+    with pytest.raises(ValueError, match="min_rounds must be between 6 and rounds"):
+        TimingConfig(rounds=16, precision=0.02, min_rounds=4)
+
+
 def test_min_seconds_adds_calls_per_round() -> None:
     import time
 
