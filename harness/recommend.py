@@ -427,10 +427,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 def _pareto(cands: list[tuple[dict[str, Any], float | None]]
             ) -> list[tuple[dict[str, Any], float | None]]:
     """The front (`pareto_front`) of the clean rows with a speedup and a known loss."""
-    pts = [(r, loss) for r, loss in cands if r.get("quality") == "clean"
+    pts = [(r, float(loss)) for r, loss in cands if r.get("quality") == "clean"
            and r.get("speedup") is not None and loss is not None]
-    return [pts[i] for i in pareto_front([(float(r["speedup"]), float(loss))
-                                          for r, loss in pts if loss is not None])]
+    return [pts[i] for i in pareto_front([(float(r["speedup"]), loss) for r, loss in pts])]
 
 
 def stored_size(c: Choice) -> int | None:

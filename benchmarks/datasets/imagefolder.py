@@ -181,8 +181,9 @@ def _open(path: str) -> Any:
         grey = np.asarray(image, dtype=np.float64) / 65535.0 * 255.0
         return Image.fromarray(np.rint(grey).astype(np.uint8), "L")
     if image.mode in ("I", "F"):
-        raise UsageError(f"dataset 'imagefolder': {path} is a {'32-bit integer' if image.mode == 'I' else 'floating-point'} "
-                         f"image (PIL mode {image.mode}), which has no fixed range to scale: "
+        kind = "32-bit integer" if image.mode == "I" else "floating-point"
+        raise UsageError(f"dataset 'imagefolder': {path} is a {kind} image (PIL mode "
+                         f"{image.mode}), which has no fixed range to scale: "
                          "convert the folder to 8- or 16-bit images")
     return image
 
