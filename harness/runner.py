@@ -44,7 +44,9 @@ from harness.scoring import ClassifyScorer, DetectScorer
 from harness.slug import slug
 from harness.train import Recipe, eval_arrays, fit, predict_logits
 
-TRAIN_CODE_VERSION = "2"  # bump when a recipe would produce other weights (2: seeded init)
+# bump when a recipe would produce other weights (2: seeded init; 3: a last batch of one
+# item joins the one before it, `epochs = 0` trains no step instead of one)
+TRAIN_CODE_VERSION = "3"
 # bump when what a measurement stores changes (2: paired CI, quality, floors, raw samples;
 # 3: the early stop of `timing.precision`, one call per round under `max_seconds`; 4: calls
 # shorter than timing.REOPEN_BELOW_MS timed on fresh sessions every round; 5: the reference
@@ -167,12 +169,14 @@ def _file_digest(path: str) -> str:
     if not p.is_file():
         raise UsageError(f"model_options checkpoint '{path}' is not a file")
     st = p.stat()
-    return _hash_file(str(p.resolve()), st.st_size, st.st_mtime_ns)
+    return _hash_file(str(p.resolve()), (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns))
 
 
 @functools.lru_cache(maxsize=16)
-def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    """sha256 of a file, hashed once per (path, size, mtime): every cell key asks for it."""
+def _hash_file(path: str, stamp: tuple[int, int, int, int]) -> str:
+    """sha256 of a file, hashed once per (path, inode, size, mtime, ctime): every cell key asks
+    for it. The ctime is in the stamp because `touch -r` can restore a rewritten file's mtime
+    (and its size can stay the same) but nothing a user runs can set the ctime back."""
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
 

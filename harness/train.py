@@ -141,7 +141,8 @@ def fit(
     if len(starts) > 2 and n - starts[-2] == 1:
         del starts[-2]
     steps_per_epoch = max(1, len(starts) - 1)
-    total = max(1, round(recipe.epochs * steps_per_epoch))
+    # any positive epochs train at least one step; `epochs = 0` trains none (it trained one)
+    total = max(1, round(recipe.epochs * steps_per_epoch)) if recipe.epochs > 0 else 0
     bounds = sorted(round(m * total) for m in recipe.milestones)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, bounds, 0.1) if bounds else None
     model.to(device).train()

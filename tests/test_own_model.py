@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -186,9 +187,13 @@ def test_checkpoint_content_is_in_the_baseline_key(tmp_path: Path, images: Path)
     path = suite_file(tmp_path, images, ["torchvision:resnet18", "own_nets:tiny_cnn"],
                       f'[model_options."own_nets:tiny_cnn"]\ncheckpoint = "{ckpt}"\n')
     first = runner_for(path, tmp_path).baseline_key("own_nets:tiny_cnn")
+    before = ckpt.stat()
+    time.sleep(0.05)  # past the file system's timestamp granularity (a jiffy)
     state["0.bias"] += 1.0
     torch.save(state, ckpt)
-    os.utime(ckpt, ns=(1, 1))
+    # same size, and the old mtime put back (`touch -r`): the digest is still taken anew
+    os.utime(ckpt, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert ckpt.stat().st_size == before.st_size
     runner = runner_for(path, tmp_path)
     assert runner.baseline_key("own_nets:tiny_cnn") != first
     folder = runner.baseline_folder("torchvision:resnet18")  # ':' made file-system safe
@@ -250,6 +255,29 @@ def test_a_classifier_with_another_number_of_outputs_is_one_line(tmp_path: Path,
     assert not (tmp_path / "r.db").exists()
     net = build_model(MODELS.get("own_nets:by_kwargs"), 7, (1, 16, 16))
     assert net(torch.zeros(1, 1, 16, 16)).shape == (1, 7)
+
+
+def test_zero_epochs_train_no_step_and_any_positive_count_one() -> None:
+    """`epochs = 0` leaves the weights as they were (it used to train one step); a fraction
+    of an epoch too small for one batch still trains one."""
+    from torch.utils.data import TensorDataset
+
+    from harness.train import Recipe, fit
+    from own_nets import tiny_cnn
+
+    data = TensorDataset(torch.randn(64, 1, 8, 8), torch.randint(0, 3, (64,)))
+    net = tiny_cnn(3, 1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    fit(net, data, Recipe(epochs=0, batch_size=16))
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    steps: list[int] = []
+
+    def loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        steps.append(len(x))
+        return torch.nn.functional.cross_entropy(model(x), y)
+
+    fit(net, data, Recipe(epochs=0.01, batch_size=16), loss_fn=loss)
+    assert steps == [16]
 
 
 def test_a_last_batch_of_one_joins_the_batch_before_it() -> None:
