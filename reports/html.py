@@ -117,6 +117,27 @@ def _loss_ci(row: dict[str, Any]) -> str:
     return fmt_ci(row.get("accuracy_loss_ci_low"), row.get("accuracy_loss_ci_high"))
 
 
+def mixed_baselines(rows: list[dict[str, Any]], runs: list[dict[str, Any]]) -> list[str]:
+    """Models whose shown rows come from more than one baseline, one line each. A report
+    shows the newest row of every cell, whichever run made it: after the suite's file was
+    edited, another profile was run, or two suites of one name shared the store, one model's
+    rows can rest on different baselines. Each row is still against its own baseline (its
+    accuracy loss, its interleaved speedup), but rows of two baselines are not comparable."""
+    profile = {r["run_id"]: r.get("profile") for r in runs}
+    seen: dict[str, dict[str, set[str]]] = {}
+    for r in rows:
+        if r["status"] == "ok" and r.get("baseline_key"):
+            seen.setdefault(r["model"], {}).setdefault(r["baseline_key"], set()).add(r["run_id"])
+    out = []
+    for model, keys in sorted(seen.items()):
+        if len(keys) > 1:
+            run_ids = sorted(set().union(*keys.values()))
+            profiles = sorted({str(profile.get(x) or "?") for x in run_ids})
+            out.append(f"{model}: {len(keys)} baselines (runs {', '.join(run_ids)}; "
+                       f"profile {', '.join(profiles)})")
+    return out
+
+
 def timed_on(row: dict[str, Any]) -> str:
     """The machine a row was timed on: its host, and its Ray node where a cluster timed it."""
     node = row.get("node") or {}
@@ -198,6 +219,7 @@ def render(store: Store, suite: str, out_dir: Path, budgets: Budgets | None = No
     # rows timed on several machines (a Ray cluster's timing nodes, or stores merged from
     # runs elsewhere): each speedup is within one machine, but latencies across rows are not
     machines = sorted({timed_on(r) for r in rows if r["status"] == "ok"} - {""})
+    mixed = mixed_baselines(rows, runs)
     if len(machines) > 1:
         filters["timed_on"] = machines
     failed = [{"target": r["target"], "model": r["model"], "label": method_label(r),
@@ -218,7 +240,7 @@ def render(store: Store, suite: str, out_dir: Path, budgets: Budgets | None = No
                       autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         suite=suite, run=run, runs=runs, images=images, columns=COLUMNS, results=results,
-        headline=headline, studies=studies, machines=machines,
+        headline=headline, studies=studies, machines=machines, mixed=mixed,
         verdicts=[_verdict(a, short) for a in answers],
         budgets=budgets.describe(),
         budget_source=budget_source, filters=filters, csv=CSV_NAME,

@@ -299,6 +299,27 @@ def test_report_groups_rows_by_the_machine_that_timed_them(filled: Path,
     assert "Timed on" not in next(single.rglob("index.html")).read_text()
 
 
+def test_report_warns_when_a_models_rows_rest_on_two_baselines(filled: Path,
+                                                               tmp_path: Path) -> None:
+    """The newest row of each cell is shown, whichever run made it: rows of lenet-5 from
+    another baseline (an edited suite of the same name) are flagged, naming the model."""
+    db = tmp_path / "two-baselines.db"
+    shutil.copyfile(filled / "r.db", db)
+    con = sqlite3.connect(db)
+    assert con.execute("UPDATE cells SET baseline_key='edited' WHERE model='lenet-5' "
+                       "AND method='weight-level'").rowcount > 0
+    con.commit()
+    con.close()
+    out = tmp_path / "rep"
+    assert run_cli("report", "--store", str(db), "--out", str(out)).returncode == 0
+    page = htmllib.unescape(next(out.rglob("index.html")).read_text())
+    assert "rest on different baselines: lenet-5: 2 baselines (runs " in page
+    assert "profile smoke)" in page and "lenet-300-100: " not in page.split("baselines:")[1][:200]
+    single = tmp_path / "rep1"
+    assert run_cli("report", "--store", str(filled / "r.db"), "--out", str(single)).returncode == 0
+    assert "different baselines" not in next(single.rglob("index.html")).read_text()
+
+
 def _browser():  # type: ignore[no-untyped-def]
     webdriver = pytest.importorskip("selenium.webdriver")
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
