@@ -7,7 +7,11 @@ copy or a planted file must never break a sweep for good, and must never run cod
 - every file this module writes goes to a temporary name in the same folder and is moved into
   place with `os.replace` (readers see the old file or the new one, never half of one);
 - `meta.json` is written last, atomically, and lists every file of the entry with its size
-  and sha256: an entry without it, or whose files do not match it, does not exist;
+  and sha256: an entry without it, or whose files do not match it, does not exist. It holds
+  the sha256 of its own content too (`seal`): the metrics and accuracies in its `data` go
+  straight into a row, and a flipped digit there must be a bad entry, not a wrong number;
+- an entry's folder that is itself a link is refused and the link removed (never followed:
+  a discard through it would delete, and a rebuild write, outside the cache);
 - `read_entry` checks all of that before anything is parsed; a bad entry is discarded (its
   `meta.json` first, so a crash while deleting leaves no half-valid entry) with one log line,
   and the caller rebuilds it;
@@ -37,7 +41,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 META = "meta.json"
-FORMAT = 1
+FORMAT = 2  # 2: meta.json carries the sha256 of its own content
 _TMP = ".tmp-"  # prefix of files being written; never part of an entry
 LOCKS = ".locks"  # beside the kinds of entries (baselines/, compressed/): one lock file each
 
@@ -108,6 +112,17 @@ def entry_files(folder: Path) -> list[str]:
     return out
 
 
+def _digest(meta: Mapping[str, Any]) -> str:
+    """sha256 of meta.json's content but its own `sha256` field, in one canonical JSON form."""
+    body = {k: v for k, v in meta.items() if k != "sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def seal(meta: dict[str, Any]) -> dict[str, Any]:
+    """`meta` with the sha256 of its content added (`_check` recomputes it)."""
+    return {**meta, "sha256": _digest(meta)}
+
+
 def write_entry(folder: Path, data: Mapping[str, Any], files: Mapping[str, bytes] | None = None,
                 include: list[str] | None = None) -> Entry:
     """Commit an entry: write `files` atomically, then `meta.json` (atomically, last) with
@@ -124,32 +139,45 @@ def write_entry(folder: Path, data: Mapping[str, Any], files: Mapping[str, bytes
         if not _safe_name(name) or name == META or not (folder / name).is_file():
             raise ValueError(f"not a file of this entry: {name!r}")
     hashes = {name: sha256_file(folder / name) for name in names}
-    meta = {"format": FORMAT,
-            "files": {n: {"sha256": h, "size": (folder / n).stat().st_size}
-                      for n, h in hashes.items()},
-            "data": dict(data)}
-    atomic_write(folder / META, json.dumps(meta, sort_keys=True, default=str).encode())
-    return Entry(folder, json.loads(json.dumps(dict(data), default=str)), hashes)
+    plain = json.loads(json.dumps(dict(data), default=str))  # what a reader will parse
+    meta = seal({"format": FORMAT,
+                 "files": {n: {"sha256": h, "size": (folder / n).stat().st_size}
+                           for n, h in hashes.items()},
+                 "data": plain})
+    atomic_write(folder / META, json.dumps(meta, sort_keys=True).encode())
+    return Entry(folder, plain, hashes)
 
 
 def discard(folder: Path) -> None:
-    """Delete an entry: `meta.json` first (the entry stops existing), then the rest."""
-    (folder / META).unlink(missing_ok=True)
+    """Delete an entry: `meta.json` first (the entry stops existing), then the rest. A folder
+    that is a link is unlinked, never followed; a meta.json that is a folder is removed too."""
+    if folder.is_symlink():
+        folder.unlink()
+        return
+    meta = folder / META
+    if meta.is_dir() and not meta.is_symlink():
+        shutil.rmtree(meta, ignore_errors=True)
+    else:
+        meta.unlink(missing_ok=True)
     shutil.rmtree(folder, ignore_errors=True)
 
 
 def _check(folder: Path) -> tuple[Entry | None, str]:
     """(the entry, "") when it verifies; (None, why) when not; (None, "") when absent."""
+    if folder.is_symlink():
+        return None, "the entry's folder is a link"
     meta_path = folder / META
     if not meta_path.is_file():
         return None, ("incomplete (no meta.json)" if folder.is_dir() and any(folder.iterdir())
                       else "")
     try:
         meta = json.loads(meta_path.read_bytes())
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
         return None, f"unreadable meta.json ({type(exc).__name__})"
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         return None, "meta.json of another format"
+    if meta.get("sha256") != _digest(meta):
+        return None, "meta.json does not match its own sha256"
     files, data = meta.get("files"), meta.get("data")
     if not isinstance(files, dict) or not isinstance(data, dict):
         return None, "meta.json without files/data"
@@ -191,7 +219,7 @@ def verified(folder: Path) -> Entry | None:
     a bad entry is `read_entry`'s to reject when a run comes to it)."""
     try:
         return _check(folder)[0]
-    except OSError:
+    except Exception:
         return None
 
 
@@ -200,7 +228,7 @@ def read_entry(folder: Path, log: Callable[[str], None]) -> Entry | None:
     truncated, unparseable or mismatching file) is discarded with one line through `log`."""
     try:
         entry, why = _check(folder)
-    except OSError as exc:
+    except Exception as exc:  # whatever a planted entry makes fail: a miss, never a crash
         entry, why = None, f"unreadable ({type(exc).__name__}: {exc})"
     if entry is None and why:
         reject(folder, why, log)

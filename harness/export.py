@@ -95,8 +95,11 @@ def _verified(kept: Path) -> bool:
     side = kept.with_suffix(".sha256")
     if not (kept.is_file() and side.is_file()):
         return False
-    if side.read_text().strip() == _sha256(kept):
-        return True
+    try:
+        if side.read_text().strip() == _sha256(kept):
+            return True
+    except ValueError:  # a garbled sidecar (not UTF-8): damaged like a wrong hash
+        pass
     kept.unlink(missing_ok=True)
     side.unlink(missing_ok=True)
     return False

@@ -151,7 +151,7 @@ def forge(folder: Path, name: str, content: bytes) -> None:
     (folder / name).write_bytes(content)
     meta = json.loads((folder / cache.META).read_text())
     meta["files"][name] = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
-    (folder / cache.META).write_text(json.dumps(meta))
+    (folder / cache.META).write_text(json.dumps(cache.seal(meta)))
 
 
 def discarded(logs: list[str], folder: Path) -> list[str]:
@@ -500,12 +500,98 @@ def test_a_name_reached_through_a_linked_folder_is_refused(tmp_path: Path) -> No
     folder = tmp_path / "compressed" / "e"
     folder.mkdir(parents=True)
     os.symlink(outside, folder / "d")
-    (folder / cache.META).write_text(json.dumps({"format": 1, "data": {}, "files": {
-        "d/w.bin": {"sha256": hashlib.sha256(b"elsewhere").hexdigest(), "size": 9}}}))
+    (folder / cache.META).write_text(json.dumps(cache.seal({"format": cache.FORMAT, "data": {},
+                                                            "files": {"d/w.bin": {
+        "sha256": hashlib.sha256(b"elsewhere").hexdigest(), "size": 9}}})))
     logs: list[str] = []
     assert cache.read_entry(folder, logs.append) is None
     assert "reached through a link" in logs[-1], logs
     assert cache.entry_files(folder) == []  # nor is it listed when an entry is written
+
+
+def test_a_changed_digit_in_meta_json_is_a_bad_entry_not_a_wrong_number(pristine: Filled,
+                                                                        tmp_path: Path) -> None:
+    """meta.json's data (metrics, accuracies) goes straight into a row: a same-length edit
+    that leaves valid JSON (top-1 1.0 -> 0.0, a count's first digit) is refused by the
+    sha256 meta.json holds of itself, and the entry is discarded with one line."""
+    _, _, cache_dir, _ = pristine
+    folder = tmp_path / "e" / entry(cache_dir, "weight-level").name
+    shutil.copytree(entry(cache_dir, "weight-level"), folder)
+    text = (folder / cache.META).read_text()
+    accs = json.loads(text)["data"]["accs"]
+    key = next(k for k, v in accs.items() if isinstance(v, float))
+    old = json.dumps({key: accs[key]})[1:-1]
+    new = old[:-1] + ("7" if old[-1] != "7" else "8")  # one digit of the accuracy
+    assert len(new) == len(old) and text.count(old) == 1
+    (folder / cache.META).write_text(text.replace(old, new))
+    json.loads((folder / cache.META).read_text())  # still valid JSON
+    logs: list[str] = []
+    assert cache.read_entry(folder, logs.append) is None
+    assert len(logs) == 1 and "does not match its own sha256" in logs[0], logs
+    assert not folder.exists()
+
+
+def test_an_entry_folder_that_is_a_link_is_removed_never_followed(pristine: Filled,
+                                                                  tmp_path: Path) -> None:
+    """An entry's folder linked elsewhere: a valid entry behind the link, or a folder of
+    someone's files, or nothing (dangling). Each is a miss whose link is removed; nothing
+    behind it is read as an entry, deleted or written."""
+    import os
+
+    _, _, cache_dir, _ = pristine
+    good = tmp_path / "good"
+    shutil.copytree(entry(cache_dir, "weight-level"), good)
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "notes.txt").write_text("x")
+    (victim / cache.META).write_text("{}")
+    for target in (good, victim, tmp_path / "nothing"):
+        link = tmp_path / "compressed" / "e"
+        link.parent.mkdir(exist_ok=True)
+        os.symlink(target, link)
+        logs: list[str] = []
+        assert cache.read_entry(link, logs.append) is None
+        assert len(logs) == 1 and "folder is a link" in logs[0], logs
+        assert not link.exists() and not link.is_symlink()
+        cache.discard(link)  # nothing left to remove: no error either
+    assert sorted(p.name for p in victim.iterdir()) == [cache.META, "notes.txt"]
+    assert cache.read_entry(good, print) is not None  # the linked entry itself is untouched
+
+
+@pytest.mark.parametrize("plant", ["nested", "folder"])
+def test_a_planted_meta_json_is_a_miss_never_a_crash(tmp_path: Path, plant: str) -> None:
+    """meta.json nested 200,000 lists deep (json's RecursionError), or a folder in its
+    place: the entry is discarded with one line, and the next write makes a good one."""
+    folder = tmp_path / "compressed" / "e"
+    folder.mkdir(parents=True)
+    (folder / "w.bin").write_bytes(b"w")
+    if plant == "nested":
+        (folder / cache.META).write_text("[" * 200_000)
+    else:
+        (folder / cache.META).mkdir()
+        (folder / cache.META / "x").write_text("x")
+    logs: list[str] = []
+    assert cache.read_entry(folder, logs.append) is None
+    assert len(logs) == 1 and "discarding" in logs[0], logs
+    assert not folder.exists()
+    cache.write_entry(folder, {"k": 1}, {"w.bin": b"w"})
+    assert cache.read_entry(folder, logs.append).data == {"k": 1}
+
+
+def test_a_garbled_export_sidecar_means_export_again(tmp_path: Path) -> None:
+    """A stored export's sha256 sidecar with a byte that is not UTF-8 is damaged like a
+    wrong hash: both files are removed and the caller exports again (it used to raise
+    UnicodeDecodeError in every cell of the model, run after run)."""
+    from harness import export
+
+    kept = tmp_path / "x.onnx"
+    kept.write_bytes(b"onnx")
+    side = kept.with_suffix(".sha256")
+    side.write_text(hashlib.sha256(b"onnx").hexdigest())
+    assert export._verified(kept)
+    side.write_bytes(b"\xff" + side.read_bytes()[1:])
+    assert not export._verified(kept)
+    assert not kept.exists() and not side.exists()
 
 
 def test_the_baseline_key_holds_what_the_images_are(tmp_path: Path) -> None:
