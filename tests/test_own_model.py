@@ -4,6 +4,7 @@ their options (input_shape, checkpoint, train), and the `imagefolder` dataset.""
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -304,6 +305,34 @@ def test_a_last_batch_of_one_joins_the_batch_before_it() -> None:
 
 
 # ---- the imagefolder dataset ----------------------------------------------------------------
+
+def test_imagefolder_fingerprint_is_what_the_images_are(images: Path, tmp_path: Path) -> None:
+    """Two same-size images of two classes swapped, their mtimes put back: another
+    fingerprint (it was keyed by sizes and mtimes, and reused the stale baseline); the same
+    images copied elsewhere: the same one."""
+    from harness.registry import DATASETS
+
+    def fp(root: Path) -> str:
+        return DATASETS.get("imagefolder")(root=str(root)).fingerprint()
+
+    work = tmp_path / "imgs"
+    shutil.copytree(images, work)
+    assert fp(work) == fp(images)
+    sizes: dict[int, Path] = {}
+    for p in sorted((work / "train").rglob("*.png")):
+        other = sizes.setdefault(p.stat().st_size, p)
+        if other.parent != p.parent and other.read_bytes() != p.read_bytes():
+            break
+    else:
+        pytest.skip("no two same-size images of two classes")
+    stamps = [(q, q.stat()) for q in (p, other)]
+    a, b = p.read_bytes(), other.read_bytes()
+    p.write_bytes(b)
+    other.write_bytes(a)
+    for q, st in stamps:
+        os.utime(q, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert fp(work) != fp(images)
+
 
 def test_imagefolder_decodes_once_with_options(images: Path) -> None:
     from harness.registry import DATASETS

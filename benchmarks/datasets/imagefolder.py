@@ -111,17 +111,21 @@ class ImageFolderDataset(InMemoryDataset):
         return self._shape  # type: ignore[return-value]
 
     def fingerprint(self) -> str:
-        """Files, sizes and modification times of both splits: part of the baseline's cache
-        key, so editing the folder retrains instead of reusing a stale baseline (computed once
-        per process: every cell's key asks for it)."""
+        """Every file's name, label and sha256 in both splits: part of the baseline's cache
+        key, so an edited folder retrains instead of reusing a stale baseline, and the same
+        images at another path (a copy, a Ray node's own) key alike. Content, not sizes and
+        modification times: images swapped between classes with their sizes and mtimes kept
+        reused the old baseline. Reading the bytes costs less than the decoding every run
+        does anyway (computed once per process: every cell's key asks for it)."""
         if self._fingerprint is not None:
             return self._fingerprint
-        h = hashlib.sha256(str(self.root.resolve()).encode())
+        h = hashlib.sha256()
         for train in (True, False):
             for path, label in self._folder(train).samples:
-                st = Path(path).stat()
-                h.update(f"{Path(path).relative_to(self.root)}|{label}|{st.st_size}|"
-                         f"{st.st_mtime_ns}\n".encode())
+                with open(path, "rb") as f:
+                    content = hashlib.file_digest(f, "sha256").hexdigest()
+                h.update(f"{Path(path).relative_to(self.root).as_posix()}|{label}|{content}\n"
+                         .encode())
         self._fingerprint = h.hexdigest()[:16]
         return self._fingerprint
 
