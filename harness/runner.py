@@ -228,6 +228,7 @@ class Runner:
         self.versions = sysinfo.versions()
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self._refs: dict[tuple[str, str, int], Any] = {}
+        self._open_store: Store | None = None  # the run's store while a session is open
         self.estimator = stats.ESTIMATOR
         export.use_store(opts.cache_dir / "exports")  # one export per distinct network
         self._baselines: dict[str, tuple[Prepared, float]] = {}
@@ -378,6 +379,7 @@ class Runner:
         if hasattr(executor, "start"):  # e.g. Ray: connect and settle how artifacts move
             executor.start(self)  # (a refusal here leaves the store as it was)
         store = Store(self.o.store)
+        self._open_store = store  # `taken` asks it, in this (the driver's) process only
         settings = {**self.settings(), "executor": executor.describe()}
         store.start_run(self.run_id, suite=suite.name, profile=self.o.profile,
                         harness_version=__version__, git_commit=sysinfo.git_commit(),
@@ -389,6 +391,7 @@ class Runner:
         try:
             yield functools.partial(self._sweep, store, executor)
         finally:
+            self._open_store = None
             store.finish_run(self.run_id)
             store.close()
 
@@ -405,6 +408,18 @@ class Runner:
                 status = ("ok" if cell["status"] == "ok"
                           else "FAILED: " + (cell["error"] or "").splitlines()[0])
                 self.ev.cell(f"{cell['model']} {_label(cell)} {cell['target']} {status}")
+
+    def taken(self, step: Any) -> bool:
+        """Has another run stored this measure step's cell since the plan was made (two sweeps
+        on one store)? The executors ask just before a measurement starts, in the driver, so
+        the cell is neither measured nor stored twice; `--force` measures it again anyway."""
+        if step.kind != "measure" or self.o.force or self._open_store is None:
+            return False
+        if not self._open_store.finished(step.key):
+            return False
+        self.ev.cell(f"{step.model} {step.run.label} {step.target} "
+                     "(stored meanwhile by another run, skipped)")
+        return True
 
     # ---- one step, in this process (the local executor calls this directly; the Ray
     # executor calls it in a worker, on a Runner built from the same options) --------------

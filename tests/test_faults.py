@@ -175,3 +175,49 @@ def test_two_sweeps_sharing_a_cache_build_an_entry_once(work: tuple[Path, Path])
         con.close()
     assert len(rows["r.db"]) == len(rows["r2.db"]) == 1 and rows["r.db"][0][0] == "ok"
     assert rows["r.db"] == rows["r2.db"]
+
+
+def test_a_cell_another_run_stored_meanwhile_is_not_measured_again(
+        tmp_path: Path, data_dir: Path) -> None:
+    """Two sweeps on one store: run A stores its cells while run B (planned before that) is
+    still on its way. B asks the store again just before each measurement, skips the cells
+    A stored and stores no second row of them (both measured and stored every cell)."""
+    from harness import suite as suites
+    from harness.executors.local import LocalExecutor
+    from harness.runner import Events, RunOptions, Runner
+
+    suite = suites.load(str(tiny_suite(tmp_path, methods=METHODS)))
+
+    def runner(db: str, cells: list[str]) -> Runner:
+        return Runner(RunOptions(suite=suite, profile="smoke", targets=["null"],
+                                 store=tmp_path / db, cache_dir=tmp_path / "cache",
+                                 data_dir=data_dir), Events(cell=cells.append))
+
+    runner("a.db", []).run()
+    shared = tmp_path / "shared.db"
+
+    class AStoresMeanwhile(LocalExecutor):
+        """B's executor: its plan is made (nothing stored yet); then A's rows land."""
+
+        def run(self, runner: Runner, plan: object):  # type: ignore[no-untyped-def]
+            assert sum(s.kind == "measure" for s in plan.steps) == CELLS  # type: ignore[attr-defined]
+            con = sqlite3.connect(shared)
+            con.execute("ATTACH ? AS a", (str(tmp_path / "a.db"),))
+            for table in ("cells", "measurements", "samples"):
+                con.execute(f"INSERT INTO {table} SELECT * FROM a.{table}")
+            con.commit()
+            con.close()
+            yield from super().run(runner, plan)
+
+    con = sqlite3.connect(tmp_path / "a.db")
+    ok = {k for k, in con.execute("SELECT cell_key FROM cells WHERE status='ok'")}
+    con.close()
+    assert len(ok) == CELLS - 1  # int8-ptq makes no artifact for `null`: failed, not finished
+    cells: list[str] = []
+    b = runner("shared.db", cells)
+    b.run(AStoresMeanwhile())
+    assert sum("stored meanwhile by another run, skipped" in c for c in cells) == len(ok), cells
+    con = sqlite3.connect(shared)
+    mine = {k for k, in con.execute("SELECT cell_key FROM cells WHERE run_id=?", (b.run_id,))}
+    con.close()
+    assert len(mine) == CELLS - len(ok) and not mine & ok  # the failed cell is tried again

@@ -26,6 +26,8 @@ class LocalExecutor:
                 if step.kind == "measure":
                     yield StepResult(step.key, cells=[runner.failed_cell(step, blocked)])
                 continue
+            if runner.taken(step):  # another run on the same store measured it meanwhile
+                continue
             result = runner.execute(step)
             if result.error is not None:
                 failed[step.key] = result.error

@@ -393,6 +393,12 @@ class RayExecutor:
                     if step.kind == "measure":
                         yield StepResult(step.key, cells=[runner.failed_cell(step, blocked)])
                 elif (all(k in done for k in step.needs if k in plan.by_key)
+                      and step.kind == "measure" and runner.taken(step)):
+                    for k in step.needs:  # stored meanwhile by another run: not measured
+                        users[k] -= 1
+                        if users[k] == 0:
+                            entries.pop(k, None)
+                elif (all(k in done for k in step.needs if k in plan.by_key)
                       and (step.kind != "measure" or free)):
                     node = min(free) if step.kind == "measure" else None
                     task = compute if node is None else measure(node)
