@@ -69,6 +69,30 @@ def ort_reduce_range() -> bool:
     return not any("vnni" in f or f.startswith("amx") for f in m["isa"])
 
 
+# the packages whose source makes the numbers (pyproject's package list, suites aside)
+CODE_PACKAGES = ("harness", "harness.executors", "harness.methods", "harness.targets",
+                 "harness.reports", "harness.benchmarks", "harness.benchmarks.models",
+                 "harness.benchmarks.datasets")
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """sha256 of this installation's harness source (every .py of its packages): a Ray
+    cluster whose nodes import other code than the driver would store rows made by that code
+    under the driver's cell keys (which carry only the package version)."""
+    import hashlib
+    import importlib.util
+
+    h = hashlib.sha256()
+    for pkg in CODE_PACKAGES:
+        spec = importlib.util.find_spec(pkg)
+        for loc in (spec.submodule_search_locations or []) if spec else []:
+            for f in sorted(Path(loc).glob("*.py")):
+                h.update(f"{pkg}/{f.name}\n".encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def git_commit() -> str | None:
     """The commit of the checkout the harness runs from, with '+dirty' when it has changes."""
     here = Path(__file__).resolve().parent.parent

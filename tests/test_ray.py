@@ -187,6 +187,82 @@ def test_an_address_no_ray_head_answers_on_is_one_line_not_minutes_of_retries() 
         RayExecutor("localhost")._connect()
 
 
+def test_an_address_that_is_not_a_ray_head_is_one_line() -> None:
+    """Something listening that is not a Ray head (here a plain TCP server on loopback that
+    answers like a web server: `ray.init` retried it for minutes), a Ray Client address and
+    a port out of range: each is one line naming the problem, before Ray is started."""
+    import socket
+    import threading
+    import time
+
+    from harness.errors import UsageError
+    from harness.executors.ray import RayExecutor
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(64)
+            conn.sendall(b"HTTP/1.0 400 Bad Request\r\n\r\n")
+
+    threading.Thread(target=answer, daemon=True).start()
+    port = server.getsockname()[1]
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(UsageError, match="something answers there, but not a Ray head"):
+            RayExecutor(f"127.0.0.1:{port}")._connect()
+    finally:
+        server.close()
+    assert time.perf_counter() - t0 < 10
+    with pytest.raises(UsageError, match=r"Ray Client \(ray://\) addresses are not supported"):
+        RayExecutor("ray://127.0.0.1:10001")._connect()
+    with pytest.raises(UsageError, match="port in 1-65535"):
+        RayExecutor("127.0.0.1:99999")._connect()
+
+
+def test_nodes_running_other_harness_code_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node that imports another checkout would store rows made by other code under the
+    driver's cell keys: the driver asks every node for its code digest and refuses in one
+    line naming the node."""
+    from harness import sysinfo
+    from harness.errors import UsageError
+    from harness.executors import ray as ray_executor
+
+    mine = sysinfo.code_digest()
+    assert len(mine) == 16 and mine == sysinfo.code_digest()
+    ex = ray_executor.RayExecutor("127.0.0.1:1")
+    ex.nodes = [{"NodeID": "a" * 16, "NodeManagerAddress": "10.0.0.1"},
+                {"NodeID": "b" * 16, "NodeManagerAddress": "10.0.0.2"}]
+    monkeypatch.setattr(ray_executor, "_ask_each", lambda ray, fn, nodes, **kw: [mine, "0" * 16])
+    with pytest.raises(UsageError, match=r"10\.0\.0\.2 \(bbbbbbbb\): 0{16}; install the same"):
+        ex._check_code(None)
+    monkeypatch.setattr(ray_executor, "_ask_each", lambda ray, fn, nodes, **kw: [mine, mine])
+    ex._check_code(None)  # the same code everywhere: accepted
+
+
+def test_a_timing_node_that_dies_mid_measurement_loses_no_cell() -> None:
+    """Two timing nodes; the one holding the first measurement is removed from the cluster.
+    The executor drops it (it was handed more measurements and failed them), measures the
+    held cell again on the other, and every cell is stored ok, once, timed there."""
+    if not _namespace_ok():
+        pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
+    cmd = f"ip link set lo up; exec {sys.executable} {HERE / 'ray_node_loss_check.py'}"
+    res = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True,
+                         timeout=240)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert res.returncode == 0 and lines, res.stderr[-3000:]
+    out = json.loads(lines[-1][len("RESULT "):])
+    assert len(out["removed"]) == 1, out  # a node really died mid-measurement
+    (alive,) = set(out["nodes"]) - set(out["removed"])
+    assert out["gone_lines"] and out["removed"][0][:8] in out["gone_lines"][0]
+    rows = out["rows"]
+    assert len(rows) == 3 and len({r["cell_key"] for r in rows}) == 3
+    assert all(r["status"] == "ok" and r["node"]["ray_node"] == alive for r in rows), rows
+
+
 def test_an_entry_rebuilt_elsewhere_replaces_a_nodes_older_one(tmp_path: Path) -> None:
     """Object-store mode under --force: the compute node rebuilt an entry this node already
     holds; the measurement here must read the new one. The same entry again changes nothing,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import logging
 import os
 import tarfile
 import uuid
@@ -206,22 +207,54 @@ def differences(driver: dict[str, Any], node: dict[str, Any]) -> list[str]:
     return out
 
 
+# HTTP/2's client preface and an empty SETTINGS frame: a Ray head's GCS is a gRPC server,
+# which answers with a SETTINGS frame of its own; a web server or anything else does not
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
 def _reachable(address: str | None, timeout: float = 5.0) -> None:
-    """Refuse a HOST:PORT no Ray head answers on, in one line: `ray.init` would retry it for
-    minutes. (`auto` and `ray://` addresses are left to Ray, which fails fast on them.)"""
+    """Refuse, in one line, a HOST:PORT where no Ray head answers: nothing listening, or
+    something that does not speak gRPC (`ray.init` retried either for minutes). `ray://`
+    (Ray Client) is refused too; `auto` is left to `ray.init` (`RayExecutor._connect`)."""
     import socket
 
-    if not address or address == "auto" or "://" in address:
+    if not address or address == "auto":
         return
+    if "://" in address:
+        raise UsageError(f"--ray-address {address}: Ray Client (ray://) addresses are not "
+                         "supported; give the head's HOST:PORT (the GCS port, 6379 by "
+                         "default) or auto")
     host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--ray-address {address!r} is not HOST:PORT (or auto)")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"--ray-address {address!r} is not HOST:PORT with a port in "
+                         "1-65535 (or auto)")
     try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(_H2_PREFACE)
+            head = s.recv(9)
     except OSError as exc:
         raise UsageError(f"--ray-address {address}: no Ray head answers there "
                          f"({exc.strerror or exc}); start one with `ray start --head "
                          f"--port {port}` or pass its address") from None
+    if len(head) < 9 or head[3] != 4:  # the frame type of SETTINGS
+        raise UsageError(f"--ray-address {address}: something answers there, but not a Ray "
+                         "head (no gRPC); pass the address `ray start --head` printed")
+
+
+def _code_digest() -> str:
+    from harness import sysinfo
+
+    return sysinfo.code_digest()
+
+
+def _alive(ray: Any, node: str, exc: BaseException) -> bool:
+    """Is a timing node still there after a step on it failed with `exc`?"""
+    gone = (getattr(ray.exceptions, "NodeDiedError", ()), getattr(ray.exceptions,
+            "TaskUnschedulableError", ()))
+    if isinstance(exc, tuple(t for t in gone if t)):
+        return False
+    return any(n["NodeID"] == node and n.get("Alive") for n in ray.nodes())
 
 
 def _sees(path: str) -> bool:
@@ -281,8 +314,14 @@ class RayExecutor:
 
         _reachable(self.address)
         if not ray.is_initialized():
-            ray.init(address=self.address or "auto", log_to_driver=False,
-                     include_dashboard=False)
+            try:
+                ray.init(address=self.address or "auto", log_to_driver=False,
+                         include_dashboard=False, logging_level=logging.WARNING)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise UsageError(f"--executor ray: cannot connect to a Ray cluster at "
+                                 f"{self.address or 'auto'} ({first}); start a head with "
+                                 "`ray start --head` and pass --ray-address HOST:PORT") from None
         self.nodes = [n for n in ray.nodes() if n.get("Alive")]
         self.timing_nodes = [n for n in self.nodes if n["Resources"].get("timing", 0) >= 1]
         if not self.timing_nodes:
@@ -328,10 +367,24 @@ class RayExecutor:
                           "may come from different machines (each row's `node` says which); "
                           "cell keys name every kind")
 
+    def _check_code(self, ray: Any) -> None:
+        """Refuse a cluster whose nodes import other harness code than the driver (another
+        checkout or install): their rows would go under the driver's cell keys."""
+        from harness import sysinfo
+
+        mine = sysinfo.code_digest()
+        theirs = _ask_each(ray, _code_digest, self.nodes, timeout=300)
+        other = [f"{n.get('NodeManagerAddress')} ({n['NodeID'][:8]}): {d}"
+                 for n, d in zip(self.nodes, theirs, strict=True) if d != mine]
+        if other:
+            raise UsageError(f"Ray node(s) run other harness code than this driver ({mine}): "
+                             f"{'; '.join(other)}; install the same commit on every node")
+
     def start(self, runner: Any) -> None:
         """Before the run is recorded: connect, find the timing nodes, resolve `auto` (so the
         run's settings say which way artifacts moved)."""
         ray = self._connect()
+        self._check_code(ray)
         self.driver_host = ray.util.get_node_ip_address()
         self.beside = [n["NodeID"] for n in self.timing_nodes
                        if n.get("NodeManagerAddress") == self.driver_host]
@@ -384,10 +437,13 @@ class RayExecutor:
         pending: dict[Any, Step] = {}
         entries: dict[str, Any] = {}  # object-store mode: step key -> its cache entry's object
         users = Counter(k for st in plan.steps for k in st.needs)  # steps that still need it
+        requeued: Counter[str] = Counter()  # measure steps sent again after their node died
         while waiting or pending:
             still = []
             for step in waiting:
                 blocked = next((failed[k] for k in step.needs if k in failed), None)
+                if blocked is None and step.kind == "measure" and not cpus:
+                    blocked = "no timing node left: the cluster lost every one"
                 if blocked is not None:
                     failed[step.key] = blocked
                     if step.kind == "measure":
@@ -418,17 +474,29 @@ class RayExecutor:
                 continue
             ready, _ = ray.wait(list(pending), num_returns=1)
             step = pending.pop(ready[0])
-            if ready[0] in busy:  # its timing node is free again
-                free.add(busy.pop(ready[0]))
+            node = busy.pop(ready[0], None)
+            error: Exception | None = None
+            try:
+                result = ray.get(ready[0])
+            except Exception as exc:  # the worker died past its retries, or Ray failed it
+                error = exc
+            if node is not None:
+                if error is None or _alive(ray, node, error):
+                    free.add(node)  # its timing node is free again
+                else:  # the node is gone: never pinned to again
+                    cpus.pop(node, None)
+                    runner.ev.log(f"timing node {node[:8]} is gone ({type(error).__name__})")
+                    if requeued[step.key] < self.max_retries and cpus:
+                        requeued[step.key] += 1  # measured again on a timing node still there
+                        waiting.append(step)
+                        continue
             for k in step.needs:  # an entry no step needs any more leaves the object store
                 users[k] -= 1
                 if users[k] == 0:
                     entries.pop(k, None)
-            try:
-                result = ray.get(ready[0])
-            except Exception as exc:  # the worker died past its retries, or Ray failed it
-                msg = " ".join(str(exc).split())[:300]
-                result = StepResult(step.key, error=f"{type(exc).__name__}: {msg}")
+            if error is not None:
+                msg = " ".join(str(error).split())[:300]
+                result = StepResult(step.key, error=f"{type(error).__name__}: {msg}")
                 if step.kind == "measure":
                     result = StepResult(step.key, cells=[runner.failed_cell(step,
                                                                             result.error)])
