@@ -20,6 +20,10 @@ copy or a planted file must never break a sweep for good, and must never run cod
   would otherwise both build it, and the second would take the first's half-written folder for
   a broken entry and delete it under it; with the lock the second waits, then finds the entry.
   The kernel drops the lock of a killed process, so a kill never leaves an entry locked.
+- a process using an entry's files holds a shared lock on its `.in-use` file (`use`, taken
+  before the entry is read and kept while its model is in memory); `--force` takes it
+  exclusively (`claim`) before deleting the entry, so a rebuild never pulls files from under
+  another sweep still timing from them (it waits, one line, for at most CLAIM_WAIT_S).
 
 What it must never do: unpickle, import or execute anything from the cache (entries hold JSON
 and raw bytes; turning them into models is `harness.modeldata`'s job, which parses only
@@ -33,6 +37,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -239,6 +244,76 @@ def reject(folder: Path, why: str, log: Callable[[str], None]) -> None:
     """Discard a bad entry and say so in one line."""
     log(f"cache: discarding {folder.parent.name}/{folder.name}: {why}; rebuilding")
     discard(folder)
+
+
+# how long `--force` waits for other processes to stop using an entry before it fails the
+# step that would rebuild it (a long sweep beside it; or, on Ray, a worker of the same job
+# that holds an entry a retried forced step would rebuild)
+CLAIM_WAIT_S = 600.0
+_IN_USE: dict[Path, Any] = {}  # entry folder -> this process's open `.in-use` lock file
+
+
+def _in_use(folder: Path) -> Any:
+    """This process's open `.in-use` lock file of an entry (one per entry: two descriptors
+    of one file in one process would lock each other out), or None where none can be made."""
+    f = _IN_USE.get(folder)
+    if f is None:
+        lock = folder.parent.parent / LOCKS / f"{folder.parent.name}-{folder.name}.in-use"
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            f = _IN_USE[folder] = open(lock, "a+b")
+        except OSError:  # a cache one cannot write to: used unlocked, as before
+            return None
+    return f
+
+
+def use(folder: Path, log: Callable[[str], None]) -> None:
+    """Mark the entry in use by this process until `release` (or the process ends): a
+    shared lock, so `claim` waits. Taken before the entry is read; after this process's own
+    `claim`, it turns the exclusive lock back into a shared one."""
+    import fcntl
+
+    f = _in_use(folder)
+    if f is None:
+        return
+    try:
+        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log(f"cache: waiting for a --force rebuild of {folder.parent.name}/{folder.name}")
+        fcntl.flock(f, fcntl.LOCK_SH)
+
+
+def claim(folder: Path, log: Callable[[str], None], wait_s: float = CLAIM_WAIT_S) -> None:
+    """Before `--force` deletes the entry: take it exclusively, waiting (one line) while
+    another process uses its files; a CacheError after `wait_s` (the step fails, the other
+    sweep keeps its files)."""
+    import fcntl
+
+    f = _in_use(folder)
+    if f is None:
+        return
+    deadline, said = time.monotonic() + wait_s, False
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            where = f"{folder.parent.name}/{folder.name}"
+            if not said:
+                log(f"cache: --force waits for another sweep using {where}")
+                said = True
+            if time.monotonic() > deadline:
+                raise CacheError(f"--force: another sweep still uses {where} after "
+                                 f"{wait_s:g} s; run --force when no other sweep uses the "
+                                 "cache") from None
+            time.sleep(0.2)
+
+
+def release(folder: Path) -> None:
+    """This process no longer uses the entry's files."""
+    f = _IN_USE.pop(folder, None)
+    if f is not None:
+        f.close()
 
 
 @contextmanager

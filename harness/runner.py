@@ -229,6 +229,7 @@ class Runner:
         self.run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         self._refs: dict[tuple[str, str, int], Any] = {}
         self._open_store: Store | None = None  # the run's store while a session is open
+        self._used: set[Path] = set()  # cache entries this runner held in use (cache.use)
         self.estimator = stats.ESTIMATOR
         export.use_store(opts.cache_dir / "exports")  # one export per distinct network
         self._baselines: dict[str, tuple[Prepared, float]] = {}
@@ -392,6 +393,9 @@ class Runner:
             yield functools.partial(self._sweep, store, executor)
         finally:
             self._open_store = None
+            for folder in self._used:  # the sweep is over: no file of them is used any more
+                cache.release(folder)
+            self._used.clear()
             store.finish_run(self.run_id)
             store.close()
 
@@ -450,10 +454,29 @@ class Runner:
                          ) -> tuple[Prepared, float]:
         if spec.name not in self._baselines:
             self.ev.stage(f"{spec.name}: baseline")
-            with cache.building(self.baseline_folder(spec.name), self.ev.log):
+            folder = self.baseline_folder(spec.name)
+            with self._in_use(folder, force), cache.building(folder, self.ev.log):
                 self._baselines[spec.name] = self._baseline(spec, train_ds, test_ds,
                                                             force=force)
         return self._baselines[spec.name]
+
+    @contextlib.contextmanager
+    def _in_use(self, folder: Path, force: bool) -> Iterator[None]:
+        """Hold the entry as used by this process (`cache.use`) from before it is read on;
+        `--force` first takes it exclusively (`cache.claim`: no other sweep is timing from
+        its files when it is deleted), then shares it like any reader, built or not."""
+        if force:
+            cache.claim(folder, self.ev.log)
+        else:
+            cache.use(folder, self.ev.log)
+        self._used.add(folder)
+        try:
+            yield
+        except BaseException:  # nothing of it is in memory: not in use here
+            cache.release(folder)
+            raise
+        if force:
+            cache.use(folder, self.ev.log)
 
     def _ensure_compressed(self, spec: Any, run: MethodRun, train_ds: Any, test_ds: Any,
                            force: bool = False) -> tuple[Prepared, dict[str, Any]]:
@@ -462,12 +485,15 @@ class Runner:
             return baseline, {"top1_baseline": base_top1, "top1_pruned": base_top1,
                               "top1_retrained": base_top1}
         key = (spec.name, self.compressed_key(spec.name, run))
-        if self._last is None or self._last[0] != key:
-            self._last = None  # one compressed model in memory at a time
+        if self._last is None or self._last[0][:2] != key:
+            if self._last is not None:  # one compressed model in memory at a time: the
+                cache.release(self._last[0][2])  # last one's files are no longer used here
+            self._last = None
             faults.checkpoint("compress")
-            with cache.building(self.compressed_folder(spec.name, run), self.ev.log):
-                self._last = (key, self._compress(spec, run, baseline, base_top1, train_ds,
-                                                  test_ds, force=force))
+            folder = self.compressed_folder(spec.name, run)
+            with self._in_use(folder, force), cache.building(folder, self.ev.log):
+                self._last = ((*key, folder), self._compress(spec, run, baseline, base_top1,
+                                                              train_ds, test_ds, force=force))
         return self._last[1]
 
     def _measure_cell(self, spec: Any, step: Any, train_ds: Any, test_ds: Any

@@ -611,3 +611,33 @@ def test_the_baseline_key_holds_what_the_images_are(tmp_path: Path) -> None:
     shutil.copytree(tmp_path / "a", tmp_path / "copy")
     assert key(tmp_path / "a") == key(tmp_path / "copy")
     assert key(tmp_path / "a") != key(tmp_path / "subset")
+
+
+def test_force_waits_for_an_entry_in_use_then_gives_up_in_one_line(tmp_path: Path) -> None:
+    """Another process uses an entry (`cache.use`, a shared lock): `claim` (what `--force`
+    takes before deleting it) waits, says so once, and after `wait_s` raises a CacheError
+    naming the entry; once that process is gone it is taken at once."""
+    import subprocess
+    import sys
+    import time
+
+    folder = tmp_path / "compressed" / "e"
+    cache.write_entry(folder, {"k": 1}, {"w.bin": b"w"})
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from harness import cache; cache.use(Path(sys.argv[1]), print); print('held', "
+         "flush=True); time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        logs: list[str] = []
+        t0 = time.monotonic()
+        with pytest.raises(cache.CacheError, match="another sweep still uses compressed/e"):
+            cache.claim(folder, logs.append, wait_s=0.5)
+        assert 0.5 <= time.monotonic() - t0 < 5
+        assert logs == ["cache: --force waits for another sweep using compressed/e"]
+    finally:
+        holder.kill()
+        holder.wait()
+    cache.claim(folder, logs.append, wait_s=5)  # the holder is gone: taken
+    cache.use(folder, logs.append)  # and shared again by its claimant
+    cache.release(folder)

@@ -177,6 +177,60 @@ def test_two_sweeps_sharing_a_cache_build_an_entry_once(work: tuple[Path, Path])
     assert rows["r.db"] == rows["r2.db"]
 
 
+def test_force_waits_for_a_sweep_timing_from_the_entry_it_rebuilds(
+        work: tuple[Path, Path]) -> None:
+    """Sweep A is held at its first measurement, timing from the cached baseline's files;
+    sweep B, `--force` on the same cache, must not delete them under A (A's cells failed:
+    NO_SUCHFILE). B waits, saying so, until A is done; then both end with every cell ok."""
+    tmp, suite = work
+    cache = ["--cache-dir", str(tmp / "cache"), "--method", "weight-level"]
+    prime = run_cli(*_args(tmp, suite), *cache, cwd=tmp)
+    assert prime.returncode == 0, prime.stderr[-2000:]
+    held, b_train = tmp / "a-held", tmp / "b-training"
+    args_a = [*_args(tmp, suite), *cache]
+    args_a[args_a.index("--store") + 1] = str(tmp / "a.db")
+    args_b = [*_args(tmp, suite), *cache, "--force"]
+    args_b[args_b.index("--store") + 1] = str(tmp / "b.db")
+
+    def env(stage: str, marker: Path) -> dict[str, str]:
+        return {**os.environ, "COMPRESSMARK_FAULT": stage, "COMPRESSMARK_FAULT_ACTION": "pause",
+                "COMPRESSMARK_FAULT_MARKER": str(marker)}
+
+    a = subprocess.Popen([*harness_bin(), *args_a], cwd=tmp, env=env("measure", held),
+                         text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out_b = tmp / "b.log"
+    b = None
+    try:
+        deadline = time.monotonic() + 240
+        while not held.exists():  # A holds its first measurement
+            assert a.poll() is None and time.monotonic() < deadline, "A never measured"
+            time.sleep(0.1)
+        with open(out_b, "w") as log:
+            # B pauses once it retrains (the old code got there at once, the entry deleted)
+            b = subprocess.Popen([*harness_bin(), *args_b], cwd=tmp, env=env("baseline-train",
+                                 b_train), text=True, stdout=log, stderr=subprocess.STDOUT)
+            while "--force waits for another sweep using" not in out_b.read_text():
+                assert b.poll() is None, f"B did not wait: {out_b.read_text()[-2000:]}"
+                assert time.monotonic() < deadline, "B never reached the baseline"
+                if b_train.exists():  # B deleted the entry A is timing from (held there)
+                    break
+                time.sleep(0.1)
+            Path(f"{held}.release").touch()  # A goes on measuring
+            out_a = a.communicate(timeout=240)[0]
+            Path(f"{b_train}.release").touch()
+            assert b.wait(timeout=240) == 0, out_b.read_text()[-2000:]
+    finally:
+        for p in (a, b):
+            if p is not None and p.poll() is None:
+                p.kill()
+    assert a.returncode == 0, out_a[-2000:]
+    for db in ("a.db", "b.db"):
+        con = sqlite3.connect(tmp / db)
+        assert {st for st, in con.execute("SELECT status FROM cells")} == {"ok"}, db
+        con.close()
+    assert b_train.exists()  # B did retrain, after A was done
+
+
 def test_a_cell_another_run_stored_meanwhile_is_not_measured_again(
         tmp_path: Path, data_dir: Path) -> None:
     """Two sweeps on one store: run A stores its cells while run B (planned before that) is
