@@ -34,16 +34,22 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def result() -> dict:  # type: ignore[type-arg]
+def _run_check(script: str, timeout: int) -> dict:  # type: ignore[type-arg]
+    """Run a cluster check script in a private network namespace (loopback only); its
+    RESULT line, parsed."""
     if not _namespace_ok():
         pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
-    cmd = f"ip link set lo up; exec {sys.executable} {HERE / 'ray_sweep_check.py'}"
+    cmd = f"ip link set lo up; exec {sys.executable} {HERE / script}"
     res = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True,
-                         timeout=300)
+                         timeout=timeout)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
     assert res.returncode == 0 and lines, res.stderr[-3000:]
     return json.loads(lines[-1][len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def result() -> dict:  # type: ignore[type-arg]
+    return _run_check("ray_sweep_check.py", 300)
 
 
 def _cells(rows: list[dict]) -> dict[str, tuple]:  # type: ignore[type-arg]
@@ -247,14 +253,7 @@ def test_a_timing_node_that_dies_mid_measurement_loses_no_cell() -> None:
     """Two timing nodes; the one holding the first measurement is removed from the cluster.
     The executor drops it (it was handed more measurements and failed them), measures the
     held cell again on the other, and every cell is stored ok, once, timed there."""
-    if not _namespace_ok():
-        pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
-    cmd = f"ip link set lo up; exec {sys.executable} {HERE / 'ray_node_loss_check.py'}"
-    res = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True,
-                         timeout=240)
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
-    assert res.returncode == 0 and lines, res.stderr[-3000:]
-    out = json.loads(lines[-1][len("RESULT "):])
+    out = _run_check("ray_node_loss_check.py", 240)
     assert len(out["removed"]) == 1, out  # a node really died mid-measurement
     (alive,) = set(out["nodes"]) - set(out["removed"])
     assert out["gone_lines"] and out["removed"][0][:8] in out["gone_lines"][0]

@@ -438,6 +438,13 @@ class RayExecutor:
         entries: dict[str, Any] = {}  # object-store mode: step key -> its cache entry's object
         users = Counter(k for st in plan.steps for k in st.needs)  # steps that still need it
         requeued: Counter[str] = Counter()  # measure steps sent again after their node died
+
+        def finished_with(step: Step) -> None:
+            """`step` needs its entries no more: one no step needs leaves the object store."""
+            for k in step.needs:
+                users[k] -= 1
+                if users[k] == 0:
+                    entries.pop(k, None)
         while waiting or pending:
             still = []
             for step in waiting:
@@ -450,10 +457,7 @@ class RayExecutor:
                         yield StepResult(step.key, cells=[runner.failed_cell(step, blocked)])
                 elif (all(k in done for k in step.needs if k in plan.by_key)
                       and step.kind == "measure" and runner.taken(step)):
-                    for k in step.needs:  # stored meanwhile by another run: not measured
-                        users[k] -= 1
-                        if users[k] == 0:
-                            entries.pop(k, None)
+                    finished_with(step)  # stored meanwhile by another run: not measured
                 elif (all(k in done for k in step.needs if k in plan.by_key)
                       and (step.kind != "measure" or free)):
                     node = min(free) if step.kind == "measure" else None
@@ -490,10 +494,7 @@ class RayExecutor:
                         requeued[step.key] += 1  # measured again on a timing node still there
                         waiting.append(step)
                         continue
-            for k in step.needs:  # an entry no step needs any more leaves the object store
-                users[k] -= 1
-                if users[k] == 0:
-                    entries.pop(k, None)
+            finished_with(step)
             if error is not None:
                 msg = " ".join(str(error).split())[:300]
                 result = StepResult(step.key, error=f"{type(error).__name__}: {msg}")
