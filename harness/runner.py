@@ -478,6 +478,16 @@ class Runner:
         if force:
             cache.use(folder, self.ev.log)
 
+    def forget(self, folder: Path) -> None:
+        """The entry at `folder` was replaced under this process (Ray's object-store mode: a
+        copy rebuilt on another node arrived, `executors.ray.unpack`): drop what of the older
+        one is in memory, so the next step reads the new files."""
+        for name in [m for m in self._baselines if self.baseline_folder(m) == folder]:
+            del self._baselines[name]
+        if self._last is not None and self._last[0][2] == folder:
+            self._last = None
+        self._used.discard(folder)
+
     def _ensure_compressed(self, spec: Any, run: MethodRun, train_ds: Any, test_ds: Any,
                            force: bool = False) -> tuple[Prepared, dict[str, Any]]:
         baseline, base_top1 = self._ensure_baseline(spec, train_ds, test_ds)

@@ -641,3 +641,23 @@ def test_force_waits_for_an_entry_in_use_then_gives_up_in_one_line(tmp_path: Pat
     cache.claim(folder, logs.append, wait_s=5)  # the holder is gone: taken
     cache.use(folder, logs.append)  # and shared again by its claimant
     cache.release(folder)
+
+
+def test_a_replaced_entry_is_dropped_from_memory(tmp_path: Path) -> None:
+    """Ray's object-store mode replaced an entry under a worker's Runner (`forget`): the
+    baseline or compressed model it held from the older copy leaves memory, others stay."""
+    from conftest import tiny_suite
+
+    runner = Runner(RunOptions(suite=suites.load(str(tiny_suite(tmp_path))), profile="smoke",
+                               targets=["null"], store=tmp_path / "s.db",
+                               cache_dir=tmp_path / "cache", data_dir=tmp_path))
+    base = runner.baseline_folder("lenet-300-100")
+    other = runner.baseline_folder("lenet-5")
+    runner._baselines = {"lenet-300-100": "old", "lenet-5": "kept"}  # type: ignore[dict-item]
+    runner._last = (("lenet-5", "k", tmp_path / "cache" / "compressed" / "c"), "model")  # type: ignore[assignment]
+    runner._used = {base, other}
+    runner.forget(base)
+    assert runner._baselines == {"lenet-5": "kept"} and runner._last is not None
+    assert runner._used == {other}
+    runner.forget(tmp_path / "cache" / "compressed" / "c")
+    assert runner._last is None and runner._baselines == {"lenet-5": "kept"}

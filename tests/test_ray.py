@@ -293,3 +293,47 @@ def test_an_entry_rebuilt_elsewhere_replaces_a_nodes_older_one(tmp_path: Path) -
     assert entry is not None and entry.read_bytes("model.safetensors") == b"NEW"
     unpack(b, pack(a, a / other), allowed={rel.as_posix(), other.as_posix()})
     assert cache.read_entry(b / other, print) is not None
+
+
+def test_an_older_copy_in_use_on_the_node_is_not_replaced_under_it(tmp_path: Path) -> None:
+    """Object-store mode: another process on this node (a worker of another sweep) times
+    from this node's older copy of an entry. The copy rebuilt elsewhere waits for it (as
+    `--force` does locally), gives up in one line leaving the old copy whole, and replaces
+    it once that process is gone."""
+    import time
+
+    from harness import cache
+    from harness.executors.ray import pack, unpack
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    rel = Path("baseline") / "lenet-5-abc"
+    cache.write_entry(b / rel, {"built": "earlier run"}, {"model.safetensors": b"OLD"})
+    cache.write_entry(a / rel, {"built": "--force"}, {"model.safetensors": b"NEW"})
+    bundle = pack(a, a / rel)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from harness import cache; cache.use(Path(sys.argv[1]), print); print('held', "
+         "flush=True); time.sleep(60)", str(b / rel)], stdout=subprocess.PIPE, text=True)
+    logs: list[str] = []
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        with pytest.raises(cache.CacheError, match="another sweep still uses baseline/"):
+            unpack(b, bundle, log=logs.append, wait_s=0.5)
+        assert time.monotonic() - t0 < 5
+        assert logs == ["cache: --force waits for another sweep using baseline/lenet-5-abc"]
+        entry = cache.read_entry(b / rel, print)  # the holder's files are untouched
+        assert entry is not None and entry.read_bytes("model.safetensors") == b"OLD"
+    finally:
+        holder.kill()
+        holder.wait()
+    assert unpack(b, bundle, log=logs.append, wait_s=5) is True
+    entry = cache.read_entry(b / rel, print)
+    assert entry is not None and entry.read_bytes("model.safetensors") == b"NEW"
+    assert unpack(b, bundle, log=logs.append, wait_s=5) is False  # the same one: nothing done
+    # this process used the old copy itself (a worker's earlier step): it is not waited for
+    cache.write_entry(a / rel, {"built": "--force again"}, {"model.safetensors": b"NEWER"})
+    cache.use(b / rel, logs.append)
+    assert unpack(b, pack(a, a / rel), log=logs.append, wait_s=0.5) is True
+    entry = cache.read_entry(b / rel, print)
+    assert entry is not None and entry.read_bytes("model.safetensors") == b"NEWER"

@@ -94,6 +94,8 @@ def _run_step(opts: Any, run_id: str, step: Step) -> Any:
 def _run_step_carried(opts: Any, run_id: str, step: Step, *bundles: Any) -> Any:
     """In a Ray worker, object-store mode: unpack the entries this step needs into this node's
     cache, run the step, and (a compute step) hand back its own entry as a second object."""
+    from harness.runner import StepResult
+
     runner = _runner(opts, run_id, True)
     # the only entries this step reads: its model's baseline and (measure) its compressed
     # model. A bundle naming any other path (a kind's whole folder, another model's entry)
@@ -102,9 +104,17 @@ def _run_step_carried(opts: Any, run_id: str, step: Step, *bundles: Any) -> Any:
     if step.kind == "measure" and step.run is not None and step.run.method != "baseline":
         wanted.add(runner.compressed_folder(step.model, step.run))
     allowed = {f.relative_to(runner.o.cache_dir).as_posix() for f in wanted}
-    for bundle in bundles:
-        if bundle is not None:
-            unpack(runner.o.cache_dir, bundle, allowed)
+    from harness.cache import CacheError
+
+    try:
+        for bundle in bundles:
+            if bundle is not None and unpack(runner.o.cache_dir, bundle, allowed,
+                                             runner.ev.log):
+                runner.forget(runner.o.cache_dir / bundle[0])  # its older copy was in memory
+    except CacheError as exc:  # another process on this node still times from the old copy
+        if step.kind == "measure":
+            return _held(step, StepResult(step.key, cells=[runner.failed_cell(step, str(exc))]))
+        return StepResult(step.key, error=str(exc)), None
     result = runner.execute(step)
     if step.kind == "measure":
         return _held(step, result)
@@ -124,32 +134,44 @@ def pack(root: Path, folder: Path) -> tuple[str, bytes]:
     return rel, buf.getvalue()
 
 
-def unpack(root: Path, bundle: tuple[str, bytes], allowed: set[str] | None = None) -> None:
+def unpack(root: Path, bundle: tuple[str, bytes], allowed: set[str] | None = None,
+           log: Any = lambda line: None, wait_s: float | None = None) -> bool:
     """Put a packed entry in place under `root` unless the same one (the same `meta.json`,
     which lists every file's sha256) is already there: an entry rebuilt elsewhere (`--force`)
     replaces this node's older one, so a measurement here reads what the compute step made.
     Names are checked (tarfile's `data` filter: no absolute paths, no `..`, no links out, no
     devices); the entry is moved into place whole, so a reader sees it complete or not at
-    all. With `allowed`, a bundle whose path is not one of those entry paths is ignored."""
+    all. With `allowed`, a bundle whose path is not one of those entry paths is ignored.
+
+    An older copy is replaced only once no other process on this node uses it (`cache.claim`,
+    as `--force` does locally: a measurement there reopens its files), waiting up to `wait_s`
+    (default `cache.CLAIM_WAIT_S`), then a CacheError. True where it replaced or added one;
+    this process's own hold on the entry is let go (what it had in memory is stale)."""
     from harness import cache
 
     rel, data = bundle
     target = root / rel
     if not cache._safe_name(rel) or (allowed is not None and rel not in allowed):
-        return
+        return False
     tmp = root / f".incoming-{uuid.uuid4().hex[:8]}"
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
             tar.extractall(tmp, filter="data")
         if _same_entry(target, tmp):
-            return
+            return False
         target.parent.mkdir(parents=True, exist_ok=True)
-        with cache.building(target, lambda line: None):  # not under a builder on this node
-            if not _same_entry(target, tmp):
+        cache.claim(target, log, cache.CLAIM_WAIT_S if wait_s is None else wait_s)
+        try:
+            with cache.building(target, log):  # not under a builder on this node
+                if _same_entry(target, tmp):
+                    return False
                 cache.discard(target)
                 os.replace(tmp, target)
-                with open(root / RECEIVED, "a") as log:  # which entries came through the store
-                    log.write(rel + "\n")
+                with open(root / RECEIVED, "a") as f:  # which entries came through the store
+                    f.write(rel + "\n")
+                return True
+        finally:
+            cache.release(target)
     finally:
         import shutil
 
