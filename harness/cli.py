@@ -167,9 +167,6 @@ def run(
     ray_artifacts: RayArtifacts = "auto",
 ) -> None:
     """Run a suite: train/load baselines, compress, fine-tune, export, score and time, report."""
-    from harness import suite as suites
-    from harness.reports.table import print_table
-    from harness.runner import RunOptions, Runner
     from harness.suite import PROFILES
 
     if profile not in PROFILES:
@@ -179,6 +176,10 @@ def run(
     _writable(report_dir, "--report-dir", folder=True)  # now, not after the sweep
     ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, model)
+    # torch and the runtimes load only now: the checks above answer a typo at once
+    from harness.reports.table import print_table
+    from harness.runner import RunOptions, Runner
+
     opts = RunOptions(
         suite=s, profile=profile, targets=list(target or s.targets), store=store,
         cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir, download=download,
@@ -286,11 +287,8 @@ def plan(
 ) -> None:
     """Print the sweep's steps (which are cached), their measured-cost estimate, and the
     makespan on N workers with the critical path."""
-    from harness import costs
     from harness import plan as plans
-    from harness import suite as suites
     from harness.quality import MAX_OTHER_CPU
-    from harness.runner import RunOptions, Runner
     from harness.store import Store
     from harness.suite import PROFILES
     from harness.timing import Window
@@ -306,6 +304,9 @@ def plan(
         fail(f"--gpu-speedup {gpu_speedup:g}: a training speedup is a finite number > 0 "
              "(e.g. 20: a GPU worker trains 20x as fast as one CPU worker)")
     s = _load_suite(suite, model)
+    from harness import costs  # torch loads only now: the checks above answer a typo at once
+    from harness.runner import RunOptions, Runner
+
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
                       cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir)
     runner = Runner(opts)
@@ -584,7 +585,6 @@ def tune(
     each target's front and marks where two targets' fronts disagree."""
     from harness import fronts
     from harness.reports.html import render
-    from harness.runner import RunOptions, Runner
     from harness.slug import slug
     from harness.store import Store
     from harness.suite import PROFILES
@@ -614,6 +614,8 @@ def tune(
         if bad:
             fail(f"method '{bad[0]}' has no search space for {model} in suite {s.name} "
                  f"(choose from: {', '.join(have) or 'none'})")
+    from harness.runner import RunOptions, Runner  # torch loads only now (see `run`)
+
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
                       cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir,
                       device=device, threads=threads,

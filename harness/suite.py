@@ -23,7 +23,7 @@ from harness.recommend import Budgets
 from harness.registry import DATASETS, METHODS, MODELS
 from harness.search import Space
 from harness.timing import SAFE_CHUNK, TimingConfig
-from harness.train import Recipe
+from harness.recipe import Recipe
 from harness.typecheck import check, check_fields, hints, kind, show, table
 
 PROFILES = ("smoke", "quick", "full")
