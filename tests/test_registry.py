@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,28 @@ def test_target_contract(name: str, tmp_path) -> None:  # type: ignore[no-untype
     out = sess.run(np.zeros((4, 1, 28, 28), np.float32))
     assert out[0].shape == (4, 10)
     assert isinstance(sess.precision, str)
+
+
+def test_reading_a_suite_and_the_store_commands_load_no_torch(tmp_path: Path) -> None:
+    """A suite's text and the read-only commands need no torch (2-3 s to import here): an
+    unknown suite, profile or executor, and `recommend` / `report` / `compare` on a store,
+    answer before it loads."""
+    code = (
+        "import sys; from harness import cli, suite;"
+        "from harness.recipe import Recipe; Recipe.from_dict({'epochs': 1}, 'x');"
+        "argvs = [['run', '--suite', 'nope'], ['run', '--suite', 'mnist-lenet', '--profile',"
+        " 'nope'], ['tune', '--suite', 'mnist-lenet', '--executor', 'nope'],"
+        " ['plan', '--suite', 'nope'], ['recommend', '--store', sys.argv[1], '--target', 'x'],"
+        " ['report', '--store', sys.argv[1]], ['compare', 'a', 'b', '--store', sys.argv[1]]];\n"
+        "for argv in argvs:\n"
+        "    sys.argv = ['harness', *argv]\n"
+        "    try:\n"
+        "        cli.main()\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 2, (argv, e.code)\n"
+        "print('torch' in sys.modules)"
+    )
+    res = subprocess.run([sys.executable, "-c", code, str(tmp_path / "none.db")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and res.stdout.strip().splitlines()[-1] == "False", (
+        res.stdout[-2000:] + res.stderr[-2000:])
