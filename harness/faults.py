@@ -5,8 +5,11 @@
 no finally blocks, no atexit); later arrivals find the marker and go on, so a retried step or a
 re-run completes. With `COMPRESSMARK_FAULT_ACTION=enospc` it raises the OSError a full disk
 gives instead; with `pause` it waits there until `<marker>.release` exists (at most 5 minutes),
-so a test can hold one process mid-step while another runs. Unset (the default) it costs one
-dictionary lookup.
+so a test can hold one process mid-step while another runs. `COMPRESSMARK_FAULT_2=<stage>`
+with `COMPRESSMARK_FAULT_2_MARKER` / `_ACTION` arms a second fault beside it, with its own
+marker (one Ray cluster's workers, whose environment is fixed when their node starts, can then
+be killed at one stage and held at another). Unset (the default) it costs two dictionary
+lookups.
 """
 
 from __future__ import annotations
@@ -21,9 +24,13 @@ STAGES = ("baseline-train", "compress", "finetune", "quantize", "export", "measu
 
 
 def checkpoint(stage: str) -> None:
-    if os.environ.get("COMPRESSMARK_FAULT") != stage:
-        return
-    marker = os.environ.get("COMPRESSMARK_FAULT_MARKER")
+    for prefix in ("COMPRESSMARK_FAULT", "COMPRESSMARK_FAULT_2"):
+        if os.environ.get(prefix) == stage:
+            _fire(stage, os.environ.get(f"{prefix}_MARKER"), os.environ.get(f"{prefix}_ACTION"))
+
+
+def _fire(stage: str, marker: str | None, action: str | None) -> None:
+    """The first process here creates `marker`, then acts; later ones find it and go on."""
     if not marker:
         return
     try:
@@ -32,7 +39,6 @@ def checkpoint(stage: str) -> None:
         return
     os.write(fd, f"{stage} {os.getpid()}\n".encode())
     os.close(fd)
-    action = os.environ.get("COMPRESSMARK_FAULT_ACTION")
     if action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"simulated at {stage}")
     if action == "pause":

@@ -564,8 +564,9 @@ def suite_budgets(suite: str, runs: Sequence[dict[str, Any]] = ()) -> tuple[Budg
     """The budgets a suite file declares, and where they came from.
 
     The file is found by the suite's registered name, else by the `--suite` path in the
-    command of the newest run that names it (a user's own file). When no file is found or it
-    no longer loads, the defaults apply and the second value says so.
+    command of the newest run that names it (a user's own file). When no file is found, or
+    its name or budgets no longer read, the defaults apply and the second value says so. Only
+    those two keys are read (`suite.declared_budgets`): a report needs no torch for them.
     """
     from harness import suite as suites
     from harness.errors import UsageError
@@ -579,13 +580,13 @@ def suite_budgets(suite: str, runs: Sequence[dict[str, Any]] = ()) -> tuple[Budg
         try:
             if cand != suite and not Path(cand).is_file():
                 continue
-            s = suites.load(cand)
+            name, declared = suites.declared_budgets(cand)
         except (UsageError, OSError):
             continue
-        if s.name == suite:
-            if s.budgets is None:
+        if name == suite:
+            if declared is None:
                 return Budgets(), "the default: the suite file declares none"
-            return s.budgets, "from the suite file"
+            return declared, "from the suite file"
     return Budgets(), "the default: no suite file found"
 
 

@@ -383,14 +383,31 @@ def load(name_or_path: str) -> Suite:
         raise UsageError(" ".join(str(exc).split())) from None
 
 
-def _load(name_or_path: str) -> Suite:
-    path = find(name_or_path)
+def _read(path: Path) -> Any:
+    """A suite file's TOML, or a UsageError of one line saying why it does not read."""
     try:
-        raw = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"suite file '{path}' is not valid TOML: {exc}") from None
     except OSError as exc:
         raise UsageError(f"suite file '{path}' cannot be read: {exc.strerror or exc}") from None
+
+
+def declared_budgets(name_or_path: str) -> tuple[str, Budgets | None]:
+    """(the suite's name, the budgets its file declares or None): only those two keys are
+    read and checked, so a report or `recommend` needs neither the method registry nor torch
+    to find a suite's budgets. A UsageError of one line where they do not read."""
+    path = find(name_or_path)
+    raw = table(_read(path), f"suite '{path.name}'")
+    where = f"suite '{path.name}'"
+    if not isinstance(raw.get("name"), str):
+        raise UsageError(f"{where}: 'name' must be a string")
+    return raw["name"], _budgets(raw["budgets"], where) if "budgets" in raw else None
+
+
+def _load(name_or_path: str) -> Suite:
+    path = find(name_or_path)
+    raw = _read(path)
     where = f"suite '{path.name}'"
     _check_keys(raw, SUITE_KEYS, where)
     for key in ("name", "dataset", "models", "profiles"):

@@ -4,8 +4,9 @@ cluster on 127.0.0.1 (head, a compute node, a timing node), the same tiny sweep 
 mid-measurement, then `harness tune --executor ray` on the same cluster; a second cluster
 without a shared cache; a third with two timing nodes of 1 and 2 CPUs and a compute node that
 advertises a GPU (this machine has none: Ray counts what a node says), where a worker is killed
-mid-fine-tune and a `--device cuda` sweep runs. Prints one JSON object with what the test
-asserts. Not collected by pytest.
+mid-fine-tune, a `--device cuda` sweep runs, and last a sweep loses the timing node holding its
+first measurement (removed from the cluster mid-way). Prints one JSON object with what the
+test asserts. Not collected by pytest.
 """
 
 from __future__ import annotations
@@ -127,6 +128,49 @@ def start_cluster(timing_cpus: int, *more_timing: int, gpus: int = 0) -> tuple[o
     return (cluster, *timing, compute)
 
 
+def lose_a_timing_node(cluster: object, nodes: tuple[object, ...], held: Path, work: Path,
+                       data: Path) -> dict[str, object]:
+    """A sweep whose first measurement is held mid-way (the armed `held` fault) while the
+    timing node running it is removed from the cluster (its raylet and workers die); what
+    the sweep stored, which node went and what the driver said."""
+    import sqlite3
+    import threading
+
+    from harness import suite as suites
+    from harness.executors.ray import RayExecutor
+    from harness.runner import Events, RunOptions, Runner
+
+    removed: list[str] = []
+
+    def remove_the_measuring_node() -> None:
+        while not held.exists():
+            time.sleep(0.1)
+        pid = int(held.read_text().split()[1])  # the worker holding the measurement
+        raylet = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        for node in nodes:
+            if node.all_processes["raylet"][0].process.pid == raylet:  # type: ignore[attr-defined]
+                removed.append(node.node_id)  # type: ignore[attr-defined]
+                cluster.remove_node(node)  # type: ignore[attr-defined]
+        Path(f"{held}.release").touch()
+
+    threading.Thread(target=remove_the_measuring_node, daemon=True).start()
+    logs: list[str] = []
+    folder = work / "loss"
+    folder.mkdir()
+    opts = RunOptions(suite=suites.load(str(tiny_suite(folder))), profile="smoke",
+                      targets=["onnxruntime-cpu"], store=folder / "r.db",
+                      cache_dir=folder / "cache", data_dir=data)
+    run_id = Runner(opts, Events(log=logs.append)).run(
+        RayExecutor(cluster.address))  # type: ignore[attr-defined]
+    con = sqlite3.connect(folder / "r.db")
+    stored = [{"cell_key": k, "status": s, "error": e, "node": json.loads(n or "{}")}
+              for k, s, e, n in con.execute("SELECT cell_key, status, error, node FROM cells "
+                                            "WHERE run_id=?", (run_id,))]
+    con.close()
+    return {"removed": removed, "nodes": [n.node_id for n in nodes],  # type: ignore[attr-defined]
+            "rows": stored, "gone_lines": [ln for ln in logs if "is gone" in ln]}
+
+
 def main() -> None:
     import ray
 
@@ -191,6 +235,11 @@ def main() -> None:
     # killed mid-fine-tune (a compute step), with relative paths from the driver's folder
     fine = work / "killed-finetune"
     os.environ.update(COMPRESSMARK_FAULT="finetune", COMPRESSMARK_FAULT_MARKER=str(fine))
+    # and, disarmed until the last sweep, a measurement held mid-way (the node-loss sweep)
+    held = work / "held-measure"
+    held.write_text("disarmed")
+    os.environ.update(COMPRESSMARK_FAULT_2="measure", COMPRESSMARK_FAULT_2_ACTION="pause",
+                      COMPRESSMARK_FAULT_2_MARKER=str(held))
     cluster, small, big, gpu = start_cluster(1, 2, gpus=1)
     here = os.getcwd()
     os.chdir(work)
@@ -201,6 +250,8 @@ def main() -> None:
                         RayExecutor(cluster.address), device="cuda")
     finally:
         os.chdir(here)
+    held.unlink()  # armed: the next sweep's first measurement waits, and its node is removed
+    node_loss = lose_a_timing_node(cluster, (small, big), held, work, data)
     ray.shutdown()
     cluster.shutdown()
     print("RESULT " + json.dumps({
@@ -219,6 +270,7 @@ def main() -> None:
         "two_nodes": {small.node_id: 1.0, big.node_id: 2.0},
         "killed_finetune": fine.read_text() if fine.exists() else None,
         "cuda": rows(work, "cuda.db", cuda_id), "gpu_node": gpu.node_id,
+        "node_loss": node_loss,
     }))
 
 

@@ -49,7 +49,7 @@ def _run_check(script: str, timeout: int) -> dict:  # type: ignore[type-arg]
 
 @pytest.fixture(scope="module")
 def result() -> dict:  # type: ignore[type-arg]
-    return _run_check("ray_sweep_check.py", 300)
+    return _run_check("ray_sweep_check.py", 360)
 
 
 def _cells(rows: list[dict]) -> dict[str, tuple]:  # type: ignore[type-arg]
@@ -249,11 +249,11 @@ def test_nodes_running_other_harness_code_are_refused(monkeypatch: pytest.Monkey
     ex._check_code(None)  # the same code everywhere: accepted
 
 
-def test_a_timing_node_that_dies_mid_measurement_loses_no_cell() -> None:
+def test_a_timing_node_that_dies_mid_measurement_loses_no_cell(result: dict) -> None:  # type: ignore[type-arg]
     """Two timing nodes; the one holding the first measurement is removed from the cluster.
     The executor drops it (it was handed more measurements and failed them), measures the
     held cell again on the other, and every cell is stored ok, once, timed there."""
-    out = _run_check("ray_node_loss_check.py", 240)
+    out = result["node_loss"]
     assert len(out["removed"]) == 1, out  # a node really died mid-measurement
     (alive,) = set(out["nodes"]) - set(out["removed"])
     assert out["gone_lines"] and out["removed"][0][:8] in out["gone_lines"][0]

@@ -354,6 +354,39 @@ def test_suite_file_budgets_are_the_defaults(store: Path, tmp_path: Path) -> Non
     assert res.returncode == 2 and "'min_speedup' must be a number" in res.stderr
 
 
+def test_a_suite_files_budgets_are_read_from_its_own_keys(tmp_path: Path) -> None:
+    """The report finds a suite's budgets from its `name` and `budgets` alone (no method
+    registry, no torch): they agree with the full load, a file broken elsewhere still gives
+    them, and bad budgets or no name are one line."""
+    from harness import suite as suites
+    from harness.errors import UsageError
+    from harness.recommend import suite_budgets
+
+    path = tmp_path / "rec.toml"
+    text = (f'name = "{SUITE}"\ndataset = "mnist"\nmodels = ["lenet-5"]\n'
+            "budgets = { max_accuracy_loss = 3.0, min_speedup = 2.5 }\n"
+            "[profiles.smoke]\neval_samples = 10\n")
+    path.write_text(text)
+    assert suites.declared_budgets(str(path)) == (SUITE, suites.load(str(path)).budgets)
+    runs = [{"command": f"harness run --suite {path}"}]
+    assert suite_budgets(SUITE, runs) == (Budgets(3.0, 2.5), "from the suite file")
+    path.write_text(text.replace("[profiles.smoke]", '[[methods]]\nname = "gone"\n'
+                                 "[profiles.smoke]"))
+    with pytest.raises(UsageError):
+        suites.load(str(path))
+    assert suites.declared_budgets(str(path)) == (SUITE, Budgets(3.0, 2.5))
+    path.write_text(text.replace("min_speedup = 2.5", "min_speedup = 'fast'"))
+    with pytest.raises(UsageError, match="'min_speedup' must be a number"):
+        suites.declared_budgets(str(path))
+    assert suite_budgets(SUITE, runs) == (Budgets(), "the default: no suite file found")
+    path.write_text(text.replace(f'name = "{SUITE}"', "name = 3"))
+    with pytest.raises(UsageError, match="'name' must be a string"):
+        suites.declared_budgets(str(path))
+    path.write_text(text.replace("budgets = { max_accuracy_loss = 3.0, min_speedup = 2.5 }\n",
+                                 ""))
+    assert suite_budgets(SUITE, runs) == (Budgets(), "the default: the suite file declares none")
+
+
 def test_a_suite_files_strict_accuracy_and_the_flags_that_override_it(store: Path,
                                                                      tmp_path: Path) -> None:
     """`budgets = { strict_accuracy = true }` judges the accuracy budget by the loss's CI;

@@ -5,14 +5,13 @@ where torch.ao cannot trace, and a sweep runs end to end."""
 from __future__ import annotations
 
 import copy
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import outputs_on_cpu_targets, run_cli
+from conftest import outputs_on_cpu_targets
 from harness.api import Context, build_model
 from harness.detection_metrics import iou
 from harness.errors import UsageError
@@ -247,26 +246,6 @@ train = { epochs = 1, lr = 0.002, optimizer = "adam", batch_size = 16 }
 finetune = { epochs = 1, lr = 0.0005, optimizer = "adam", batch_size = 16 }
 timing = { batch_sizes = [1, 4], iterations = 3, warmup = 1, rounds = 2, threads = 1 }
 """
-
-
-def test_torchvision_detectors_sweep_end_to_end(tmp_path: Path, data_dir: Path) -> None:
-    suite = tmp_path / "tiny-tv-det.toml"
-    suite.write_text(SUITE)
-    res = run_cli("run", "--suite", str(suite), "--profile", "smoke", "--data-dir",
-                  str(data_dir), "--store", str(tmp_path / "r.db"), "--report-dir",
-                  str(tmp_path / "rep"), "--target", "onnxruntime-cpu", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
-    con = sqlite3.connect(tmp_path / "r.db")
-    con.row_factory = sqlite3.Row
-    rows = con.execute("SELECT * FROM cells").fetchall()
-    con.close()
-    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
-    assert all(r["metric"] == "map50" and r["postprocess_ms"] > 0 for r in rows)
-    for model in (SSD, FRCNN):
-        base, l1 = (next(r for r in rows if r["model"] == model and r["method"] == m)
-                    for m in ("baseline", "l1-filter"))
-        assert l1["params_total"] < base["params_total"] and l1["flops"] < base["flops"]
-        assert l1["top1_pruned"] is not None and l1["top1_retrained"] is not None
 
 
 def test_checkpoint_content_is_part_of_the_baseline_key(ssd, tmp_path: Path, data_dir) -> None:  # type: ignore[no-untyped-def]
