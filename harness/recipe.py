@@ -1,7 +1,7 @@
 """A training or fine-tuning schedule as a suite file states it: plain data, no torch.
 
 Kept apart from `harness.train` (the loop itself) so that reading and checking a suite, and the
-commands that only read the store (`recommend`, `report`, `compare`, `list`), answer without
+commands that only read the store (`recommend`, `report`, `compare`), answer without
 importing torch: a typo costs a fraction of a second, not the seconds torch takes to load.
 """
 

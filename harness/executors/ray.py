@@ -160,18 +160,23 @@ def unpack(root: Path, bundle: tuple[str, bytes], allowed: set[str] | None = Non
         if _same_entry(target, tmp):
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
+        held = target in cache._IN_USE  # this process uses the older copy itself
         cache.claim(target, log, cache.CLAIM_WAIT_S if wait_s is None else wait_s)
+        replaced = False
         try:
             with cache.building(target, log):  # not under a builder on this node
-                if _same_entry(target, tmp):
-                    return False
-                cache.discard(target)
-                os.replace(tmp, target)
-                with open(root / RECEIVED, "a") as f:  # which entries came through the store
-                    f.write(rel + "\n")
-                return True
+                if not _same_entry(target, tmp):
+                    cache.discard(target)
+                    os.replace(tmp, target)
+                    with open(root / RECEIVED, "a") as f:  # entries that came through the store
+                        f.write(rel + "\n")
+                    replaced = True
         finally:
-            cache.release(target)
+            if held and not replaced:  # the copy it uses stays: shared again, as it was
+                cache.use(target, log)
+            else:
+                cache.release(target)
+        return replaced
     finally:
         import shutil
 
