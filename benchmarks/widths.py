@@ -3,7 +3,9 @@ and without `round_to`, timed interleaved against the unpruned network (the harn
 protocol and estimator) at batch 1 and 64 on one target.
 
 Why: the tune demo showed ResNet-56 pruned at ratio 0.35-0.4 *slower* than at 0.5 on ONNX
-Runtime (0.91x against 1.29x at batch 1); those ratios leave widths like 10, 19 and 38.
+Runtime (0.91x against 1.29x at batch 1); those ratios leave widths like 10, 19 and 38. Li's
+plans 56-A and 56-B are timed too: on an AVX2-only CPU a quick sweep read 56-A slower than the
+unpruned network on ONNX Runtime (session 16: 0.87x at batch 1, 0.85x at batch 64).
 
     python -m harness.benchmarks.widths                       # onnxruntime-cpu
     python -m harness.benchmarks.widths --target openvino-cpu
@@ -19,7 +21,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CASES = ((0.35, None), (0.35, 8), (0.4, None), (0.4, 8), (0.5, None))
+CASES: tuple[dict[str, object], ...] = (
+    {"ratio": 0.35}, {"ratio": 0.35, "round_to": 8}, {"ratio": 0.4}, {"ratio": 0.4, "round_to": 8},
+    {"ratio": 0.5}, {"plan": "56-A"}, {"plan": "56-B"})
 SHAPE = (1, 32, 32)
 
 
@@ -43,10 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     target = TARGETS.get(args.target)()
     cfg = TimingConfig(iterations=400, warmup=10, rounds=16)
 
-    def pruned(ratio: float, round_to: int | None) -> torch.nn.Module:
+    def pruned(case: dict[str, object]) -> torch.nn.Module:
         """What `l1-filter` makes of the network (no fine-tune: speed does not need it)."""
-        config = method.Config(ratio=ratio, round_to=round_to)
-        return method().apply(copy.deepcopy(base), config, ctx).model.eval()
+        return method().apply(copy.deepcopy(base), method.Config(**case), ctx).model.eval()
 
     with tempfile.TemporaryDirectory() as tmp:
         def session(model: torch.nn.Module, name: str, batch: int) -> object:
@@ -58,15 +61,16 @@ def main(argv: list[str] | None = None) -> int:
         for batch in (1, 64):
             x = np.random.default_rng(0).standard_normal((batch, *SHAPE)).astype(np.float32)
             ref = session(base, "base", batch)
-            for ratio, round_to in CASES:
-                model = pruned(ratio, round_to)
+            for case in CASES:
+                model = pruned(case)
                 widths = sorted({m.out_channels for m in model.modules()
                                  if isinstance(m, torch.nn.Conv2d)})
-                verdict, sp, *_ = measure_until_clean(session(model, f"{ratio}-{round_to}", batch),
-                                                      ref, x, cfg, ESTIMATOR, aa=False)
-                print(f"  b={batch:<3} ratio {ratio} round_to {round_to or '-':<2} widths "
-                      f"{widths}: {sp.value:.2f} [{sp.ci_low:.2f}, {sp.ci_high:.2f}] "
-                      f"{verdict.quality}", flush=True)
+                name = " ".join(f"{k} {v}" for k, v in case.items())
+                verdict, sp, *_ = measure_until_clean(
+                    session(model, name.replace(" ", "-"), batch), ref, x, cfg, ESTIMATOR,
+                    aa=False)
+                print(f"  b={batch:<3} {name:<22} widths {widths}: {sp.value:.2f} "
+                      f"[{sp.ci_low:.2f}, {sp.ci_high:.2f}] {verdict.quality}", flush=True)
     return 0
 
 
