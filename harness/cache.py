@@ -309,6 +309,11 @@ def claim(folder: Path, log: Callable[[str], None], wait_s: float = CLAIM_WAIT_S
             time.sleep(0.2)
 
 
+def held(folder: Path) -> bool:
+    """Does this process hold the entry in use (`use` or `claim`, not yet `release`d)?"""
+    return folder in _IN_USE
+
+
 def release(folder: Path) -> None:
     """This process no longer uses the entry's files."""
     f = _IN_USE.pop(folder, None)

@@ -398,8 +398,8 @@ def declared_budgets(name_or_path: str) -> tuple[str, Budgets | None]:
     read and checked, so a report or `recommend` needs neither the method registry nor torch
     to find a suite's budgets. A UsageError of one line where they do not read."""
     path = find(name_or_path)
-    raw = table(_read(path), f"suite '{path.name}'")
     where = f"suite '{path.name}'"
+    raw = table(_read(path), where)
     if not isinstance(raw.get("name"), str):
         raise UsageError(f"{where}: 'name' must be a string")
     return raw["name"], _budgets(raw["budgets"], where) if "budgets" in raw else None

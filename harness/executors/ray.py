@@ -160,7 +160,7 @@ def unpack(root: Path, bundle: tuple[str, bytes], allowed: set[str] | None = Non
         if _same_entry(target, tmp):
             return False
         target.parent.mkdir(parents=True, exist_ok=True)
-        held = target in cache._IN_USE  # this process uses the older copy itself
+        held = cache.held(target)  # this process uses the older copy itself
         cache.claim(target, log, cache.CLAIM_WAIT_S if wait_s is None else wait_s)
         replaced = False
         try:
