@@ -23,7 +23,11 @@ copy or a planted file must never break a sweep for good, and must never run cod
 - a process using an entry's files holds a shared lock on its `.in-use` file (`use`, taken
   before the entry is read and kept while its model is in memory); `--force` takes it
   exclusively (`claim`) before deleting the entry, so a rebuild never pulls files from under
-  another sweep still timing from them (it waits, one line, for at most CLAIM_WAIT_S).
+  another sweep still timing from them (it waits, one line, for at most CLAIM_WAIT_S). These
+  are POSIX record locks (`fcntl.lockf`), not `flock`: a process turning its own shared lock
+  into an exclusive one keeps the shared lock while it waits or gives up (Linux's `flock`
+  drops it first, so a `claim` that waited would leave the entry unheld), a process never
+  locks against itself, and NFS (a shared cache on a Ray cluster) implements them natively.
 
 What it must never do: unpickle, import or execute anything from the cache (entries hold JSON
 and raw bytes; turning them into models is `harness.modeldata`'s job, which parses only
@@ -33,6 +37,7 @@ cache problem is a cache miss, never a failed cell).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -254,8 +259,9 @@ _IN_USE: dict[Path, Any] = {}  # entry folder -> this process's open `.in-use` l
 
 
 def _in_use(folder: Path) -> Any:
-    """This process's open `.in-use` lock file of an entry (one per entry: two descriptors
-    of one file in one process would lock each other out), or None where none can be made."""
+    """This process's open `.in-use` lock file of an entry, or None where none can be made.
+    One per entry and kept open until `release`: closing any descriptor of that file would
+    drop all of this process's record locks on it."""
     f = _IN_USE.get(folder)
     if f is None:
         lock = folder.parent.parent / LOCKS / f"{folder.parent.name}-{folder.name}.in-use"
@@ -269,24 +275,28 @@ def _in_use(folder: Path) -> Any:
 
 def use(folder: Path, log: Callable[[str], None]) -> None:
     """Mark the entry in use by this process until `release` (or the process ends): a
-    shared lock, so `claim` waits. Taken before the entry is read; after this process's own
-    `claim`, it turns the exclusive lock back into a shared one."""
+    shared lock, so another process's `claim` waits. Taken before the entry is read; after
+    this process's own `claim`, it turns the exclusive lock back into a shared one (at once:
+    a process's record locks never conflict with its own)."""
     import fcntl
 
     f = _in_use(folder)
     if f is None:
         return
     try:
-        fcntl.flock(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:  # EAGAIN or EACCES: another process holds it exclusively
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
         log(f"cache: waiting for a --force rebuild of {folder.parent.name}/{folder.name}")
-        fcntl.flock(f, fcntl.LOCK_SH)
+        fcntl.lockf(f, fcntl.LOCK_SH)
 
 
 def claim(folder: Path, log: Callable[[str], None], wait_s: float = CLAIM_WAIT_S) -> None:
     """Before `--force` deletes the entry: take it exclusively, waiting (one line) while
     another process uses its files; a CacheError after `wait_s` (the step fails, the other
-    sweep keeps its files)."""
+    sweep keeps its files). A shared lock this process held before stays held while it
+    waits and after it gives up."""
     import fcntl
 
     f = _in_use(folder)
@@ -295,9 +305,11 @@ def claim(folder: Path, log: Callable[[str], None], wait_s: float = CLAIM_WAIT_S
     deadline, said = time.monotonic() + wait_s, False
     while True:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return
-        except BlockingIOError:
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
             where = f"{folder.parent.name}/{folder.name}"
             if not said:
                 log(f"cache: --force waits for another sweep using {where}")

@@ -643,6 +643,45 @@ def test_force_waits_for_an_entry_in_use_then_gives_up_in_one_line(tmp_path: Pat
     cache.release(folder)
 
 
+def test_a_claim_that_waits_keeps_this_processs_own_hold(tmp_path: Path) -> None:
+    """This process uses an entry and another process does too: a `claim` here that waits and
+    gives up must leave this process's shared lock in place (with `flock`, Linux dropped it
+    on the first failed try), so a third process's `--force` still waits for it after the
+    other is gone; once this process lets go, the third takes it."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "compressed" / "e"
+    cache.write_entry(folder, {"k": 1}, {"w.bin": b"w"})
+    code = ("import sys; from pathlib import Path; from harness import cache\n"
+            "try:\n    cache.claim(Path(sys.argv[1]), print, wait_s=0.5)\n"
+            "except cache.CacheError:\n    print('waited'); sys.exit(3)\nprint('taken')")
+
+    def third_claims() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code, str(folder)], capture_output=True,
+                              text=True, timeout=60)
+
+    cache.use(folder, print)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from harness import cache; cache.use(Path(sys.argv[1]), print); print('held', "
+         "flush=True); time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(cache.CacheError):
+            cache.claim(folder, lambda _: None, wait_s=0.5)
+    finally:
+        holder.kill()
+        holder.wait()
+    try:
+        res = third_claims()
+        assert res.returncode == 3 and "waited" in res.stdout, res.stdout + res.stderr
+    finally:
+        cache.release(folder)
+    res = third_claims()
+    assert res.returncode == 0 and "taken" in res.stdout, res.stdout + res.stderr
+
+
 def test_a_replaced_entry_is_dropped_from_memory(tmp_path: Path) -> None:
     """Ray's object-store mode replaced an entry under a worker's Runner (`forget`): the
     baseline or compressed model it held from the older copy leaves memory, others stay."""
