@@ -444,11 +444,15 @@ class Runner:
             return StepResult(step.key, error=_error(exc))
         return StepResult(step.key, cells=[self._measure_cell(spec, step, train_ds, test_ds)])
 
-    def failed_cell(self, step: Any, error: str) -> tuple[dict[str, Any], list[Any], list[Any]]:
-        """The stored row of a measure step that could not run because a step it needs
-        failed."""
-        return (self._cell_row(step.model, step.run, step.target, step.key, status="failed",
-                               error=error, started=time.perf_counter()), [], [])
+    def failed_step(self, step: Any, error: str) -> StepResult:
+        """What a step that could not run (or that a step it needs left undone) hands the
+        driver: a measure step, its cell stored as failed with `error`; a compute step, the
+        error, which fails the cells that need it."""
+        if step.kind != "measure":
+            return StepResult(step.key, error=error)
+        row = self._cell_row(step.model, step.run, step.target, step.key, status="failed",
+                             error=error, started=time.perf_counter())
+        return StepResult(step.key, cells=[(row, [], [])])
 
     def _ensure_baseline(self, spec: Any, train_ds: Any, test_ds: Any, force: bool = False
                          ) -> tuple[Prepared, float]:
@@ -514,7 +518,7 @@ class Runner:
             baseline, _ = self._ensure_baseline(spec, train_ds, test_ds)
             prepared, accs = self._ensure_compressed(spec, run, train_ds, test_ds)
         except Exception as exc:
-            return self.failed_cell(step, _error(exc))
+            return self.failed_step(step, _error(exc)).cells[0]
         try:
             faults.checkpoint("measure")
             row, meas, samples = self._measure(spec, t, prepared, baseline, test_ds,

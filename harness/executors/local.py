@@ -16,15 +16,13 @@ class LocalExecutor:
         return {"name": self.name}
 
     def run(self, runner: Any, plan: Plan) -> Iterator[Any]:
-        from harness.runner import StepResult
-
         failed: dict[str, str] = {}
         for step in plan.steps:
             blocked = next((failed[k] for k in step.needs if k in failed), None)
             if blocked is not None:
                 failed[step.key] = blocked
                 if step.kind == "measure":
-                    yield StepResult(step.key, cells=[runner.failed_cell(step, blocked)])
+                    yield runner.failed_step(step, blocked)
                 continue
             if runner.taken(step):  # another run on the same store measured it meanwhile
                 continue

@@ -94,8 +94,6 @@ def _run_step(opts: Any, run_id: str, step: Step) -> Any:
 def _run_step_carried(opts: Any, run_id: str, step: Step, *bundles: Any) -> Any:
     """In a Ray worker, object-store mode: unpack the entries this step needs into this node's
     cache, run the step, and (a compute step) hand back its own entry as a second object."""
-    from harness.runner import StepResult
-
     runner = _runner(opts, run_id, True)
     # the only entries this step reads: its model's baseline and (measure) its compressed
     # model. A bundle naming any other path (a kind's whole folder, another model's entry)
@@ -112,9 +110,8 @@ def _run_step_carried(opts: Any, run_id: str, step: Step, *bundles: Any) -> Any:
                                              runner.ev.log):
                 runner.forget(runner.o.cache_dir / bundle[0])  # its older copy was in memory
     except CacheError as exc:  # another process on this node still times from the old copy
-        if step.kind == "measure":
-            return _held(step, StepResult(step.key, cells=[runner.failed_cell(step, str(exc))]))
-        return StepResult(step.key, error=str(exc)), None
+        failed = runner.failed_step(step, str(exc))
+        return _held(step, failed) if step.kind == "measure" else (failed, None)
     result = runner.execute(step)
     if step.kind == "measure":
         return _held(step, result)
@@ -433,8 +430,6 @@ class RayExecutor:
                               else "object-store")
 
     def run(self, runner: Any, plan: Plan) -> Iterator[Any]:
-        from harness.runner import StepResult
-
         import ray
 
         if not self.timing_nodes:  # run without a session (which starts it first)
@@ -481,7 +476,7 @@ class RayExecutor:
                 if blocked is not None:
                     failed[step.key] = blocked
                     if step.kind == "measure":
-                        yield StepResult(step.key, cells=[runner.failed_cell(step, blocked)])
+                        yield runner.failed_step(step, blocked)
                 elif (all(k in done for k in step.needs if k in plan.by_key)
                       and step.kind == "measure" and runner.taken(step)):
                     finished_with(step)  # stored meanwhile by another run: not measured
@@ -524,10 +519,7 @@ class RayExecutor:
             finished_with(step)
             if error is not None:
                 msg = " ".join(str(error).split())[:300]
-                result = StepResult(step.key, error=f"{type(error).__name__}: {msg}")
-                if step.kind == "measure":
-                    result = StepResult(step.key, cells=[runner.failed_cell(step,
-                                                                            result.error)])
+                result = runner.failed_step(step, f"{type(error).__name__}: {msg}")
             if result.error is not None:
                 failed[step.key] = result.error
             else:
