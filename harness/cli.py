@@ -72,6 +72,14 @@ def _writable(path: Path | None, option: str, folder: bool) -> None:
         fail(f"{option} {path}: folder {where} is not writable")
 
 
+def _probe_store(store: Path) -> None:
+    """A --store that a run could not write, refused before torch loads (`Store.probe`; the
+    write itself, a lock included, is tried again before any training)."""
+    from harness.store import Store
+
+    Store.probe(store)
+
+
 @app.command("list")
 def list_(
     kind: Annotated[Kind | None, typer.Argument(help="What to list (default: everything).")] = None,
@@ -176,6 +184,7 @@ def run(
     _writable(report_dir, "--report-dir", folder=True)  # now, not after the sweep
     ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, model)
+    _probe_store(store)
     # torch and the runtimes load only now: the checks above answer a typo at once
     from harness.reports.table import print_table
     from harness.runner import RunOptions, Runner
@@ -614,6 +623,7 @@ def tune(
         if bad:
             fail(f"method '{bad[0]}' has no search space for {model} in suite {s.name} "
                  f"(choose from: {', '.join(have) or 'none'})")
+    _probe_store(store)
     from harness.runner import RunOptions, Runner  # torch loads only now (see `run`)
 
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,

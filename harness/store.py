@@ -122,9 +122,7 @@ class Store:
         self.path = Path(path)
         self.readonly = readonly
         self.timeout = store_timeout()
-        if self.path.is_dir():
-            raise UsageError(f"store {self.path} is a directory, not a file (pass a file path, "
-                             "e.g. --store results.db)")
+        self._refuse_a_directory()
         if readonly and not self.path.is_file():
             raise UsageError(f"no store at {self.path} (run `harness run` first, or pass "
                              "--store)")
@@ -133,10 +131,7 @@ class Store:
             if readonly:
                 db = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=self.timeout)
             else:
-                for folder in self.path.parents:
-                    if folder.exists() and not folder.is_dir():
-                        raise UsageError(f"store {self.path}: {folder} is a file, not a folder; "
-                                         "pass another --store")
+                self._refuse_a_file_above()
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = sqlite3.connect(self.path, timeout=self.timeout)
             self.db = db
@@ -158,6 +153,42 @@ class Store:
             if isinstance(exc, UsageError):
                 raise
             raise store_error(self.path, exc, self.timeout) from None
+
+    @classmethod
+    def probe(cls, path: Path | str) -> None:
+        """Refuse now, reading only, a store that opening it for writing would refuse for what
+        it is or holds: a directory, a file where a folder above it should be, not SQLite,
+        another program's database, a newer schema (one line each, as `Store(path)` says
+        them). Nothing is created, migrated or changed, and a missing store passes (a run
+        makes it); a lock held by another writer shows only when writing. `run` and `tune` ask
+        this before torch loads, so a wrong --store answers in about a second."""
+        self = cls.__new__(cls)
+        self.path, self.readonly, self.timeout = Path(path), True, store_timeout()
+        self._refuse_a_directory()
+        self._refuse_a_file_above()
+        if not self.path.is_file():
+            return
+        self.db = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=self.timeout)
+        try:
+            self._check_ours()
+            row = self._meta_version()
+            if row is not None:
+                self._version(row)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.timeout) from None
+        finally:
+            self.db.close()
+
+    def _refuse_a_directory(self) -> None:
+        if self.path.is_dir():
+            raise UsageError(f"store {self.path} is a directory, not a file (pass a file path, "
+                             "e.g. --store results.db)")
+
+    def _refuse_a_file_above(self) -> None:
+        for folder in self.path.parents:
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f"store {self.path}: {folder} is a file, not a folder; "
+                                 "pass another --store")
 
     def _prepare(self) -> None:
         """Create the schema (or migrate an older one to this version) in `self.db`."""

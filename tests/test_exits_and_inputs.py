@@ -312,6 +312,41 @@ def test_run_on_a_store_that_cannot_be_used_is_one_line(case: str, tmp_path: Pat
     assert not (tmp_path / "reports").exists()
 
 
+@pytest.mark.parametrize("case", sorted(STORES))
+def test_probing_a_store_says_what_writing_would_and_changes_nothing(case: str,
+                                                                     tmp_path: Path) -> None:
+    """`Store.probe` (what `run` and `tune` ask before torch loads) refuses each bad store
+    with the line that opening it for writing gives, reading only; a store it cannot judge
+    without writing passes (a missing one, an empty file, an older schema) and stays as it
+    was, and a missing one is not made."""
+    from harness.store import Store
+
+    make, _ = STORES[case]
+    store = make(tmp_path / "s.db")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(UsageError) as probed:
+        Store.probe(store)
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    with pytest.raises(UsageError) as opened:
+        Store(store)
+    assert str(probed.value) == str(opened.value)
+
+    old = tmp_path / "old.db"
+    con = sqlite3.connect(old)
+    con.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.commit()
+    con.close()
+    (tmp_path / "empty.db").write_bytes(b"")
+    for fine in (old, tmp_path / "empty.db"):
+        data = fine.read_bytes()
+        Store.probe(fine)
+        assert fine.read_bytes() == data and {p.name for p in tmp_path.iterdir()} >= {fine.name}
+    Store.probe(tmp_path / "new" / "results.db")
+    assert not (tmp_path / "new").exists()
+    assert not list(tmp_path.glob("*-wal")) and not list(tmp_path.glob("*-journal"))
+
+
 def test_a_store_locked_past_the_timeout_is_one_line(tmp_path: Path, data_dir: Path) -> None:
     from harness.store import Store
 
