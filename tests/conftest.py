@@ -185,6 +185,17 @@ def harness_bin() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "harness.cli"]
 
 
+def hold_entry(folder: Path) -> subprocess.Popen[str]:
+    """Another process using a cache entry (`cache.use`, as a sweep timing from it does),
+    started and holding it when this returns; the caller kills it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from harness import cache; cache.use(Path(sys.argv[1]), print); print('held', "
+         "flush=True); time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: int = 600) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, **(env or {})}

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import write_mnist_like
+from conftest import hold_entry, write_mnist_like
 from harness import cache, modeldata
 from harness import suite as suites
 from harness.runner import Events, RunOptions, Runner
@@ -617,18 +617,12 @@ def test_force_waits_for_an_entry_in_use_then_gives_up_in_one_line(tmp_path: Pat
     """Another process uses an entry (`cache.use`, a shared lock): `claim` (what `--force`
     takes before deleting it) waits, says so once, and after `wait_s` raises a CacheError
     naming the entry; once that process is gone it is taken at once."""
-    import subprocess
-    import sys
     import time
 
     folder = tmp_path / "compressed" / "e"
     cache.write_entry(folder, {"k": 1}, {"w.bin": b"w"})
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from harness import cache; cache.use(Path(sys.argv[1]), print); print('held', "
-         "flush=True); time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
+    holder = hold_entry(folder)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         logs: list[str] = []
         t0 = time.monotonic()
         with pytest.raises(cache.CacheError, match="another sweep still uses compressed/e"):
@@ -662,12 +656,8 @@ def test_a_claim_that_waits_keeps_this_processs_own_hold(tmp_path: Path) -> None
                               text=True, timeout=60)
 
     cache.use(folder, print)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from harness import cache; cache.use(Path(sys.argv[1]), print); print('held', "
-         "flush=True); time.sleep(60)", str(folder)], stdout=subprocess.PIPE, text=True)
+    holder = hold_entry(folder)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(cache.CacheError):
             cache.claim(folder, lambda _: None, wait_s=0.5)
     finally:

@@ -302,6 +302,7 @@ def test_an_older_copy_in_use_on_the_node_is_not_replaced_under_it(tmp_path: Pat
     it once that process is gone."""
     import time
 
+    from conftest import hold_entry
     from harness import cache
     from harness.executors.ray import pack, unpack
 
@@ -310,13 +311,9 @@ def test_an_older_copy_in_use_on_the_node_is_not_replaced_under_it(tmp_path: Pat
     cache.write_entry(b / rel, {"built": "earlier run"}, {"model.safetensors": b"OLD"})
     cache.write_entry(a / rel, {"built": "--force"}, {"model.safetensors": b"NEW"})
     bundle = pack(a, a / rel)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from harness import cache; cache.use(Path(sys.argv[1]), print); print('held', "
-         "flush=True); time.sleep(60)", str(b / rel)], stdout=subprocess.PIPE, text=True)
+    holder = hold_entry(b / rel)
     logs: list[str] = []
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         t0 = time.monotonic()
         with pytest.raises(cache.CacheError, match="another sweep still uses baseline/"):
             unpack(b, bundle, log=logs.append, wait_s=0.5)
