@@ -255,19 +255,26 @@ def reject(folder: Path, why: str, log: Callable[[str], None]) -> None:
 # step that would rebuild it (a long sweep beside it; or, on Ray, a worker of the same job
 # that holds an entry a retried forced step would rebuild)
 CLAIM_WAIT_S = 600.0
-_IN_USE: dict[Path, Any] = {}  # entry folder -> this process's open `.in-use` lock file
+_IN_USE: dict[str, Any] = {}  # entry folder's real path -> this process's open lock file
+
+
+def _key(folder: Path) -> str:
+    """An entry's name in `_IN_USE`: its kind's folder resolved (a relative cache dir, a
+    link to it), the entry's own name as it is (an entry that is a link is never followed)."""
+    return os.path.join(os.path.realpath(folder.parent), folder.name)
 
 
 def _in_use(folder: Path) -> Any:
     """This process's open `.in-use` lock file of an entry, or None where none can be made.
-    One per entry and kept open until `release`: closing any descriptor of that file would
-    drop all of this process's record locks on it."""
-    f = _IN_USE.get(folder)
+    One per entry, whatever path names it (a relative cache dir, a link to it), and kept
+    open until `release`: closing any descriptor of that file would drop all of this
+    process's record locks on it."""
+    f = _IN_USE.get(_key(folder))
     if f is None:
         lock = folder.parent.parent / LOCKS / f"{folder.parent.name}-{folder.name}.in-use"
         try:
             lock.parent.mkdir(parents=True, exist_ok=True)
-            f = _IN_USE[folder] = open(lock, "a+b")
+            f = _IN_USE[_key(folder)] = open(lock, "a+b")
         except OSError:  # a cache one cannot write to: used unlocked, as before
             return None
     return f
@@ -323,12 +330,12 @@ def claim(folder: Path, log: Callable[[str], None], wait_s: float = CLAIM_WAIT_S
 
 def held(folder: Path) -> bool:
     """Does this process hold the entry in use (`use` or `claim`, not yet `release`d)?"""
-    return folder in _IN_USE
+    return _key(folder) in _IN_USE
 
 
 def release(folder: Path) -> None:
     """This process no longer uses the entry's files."""
-    f = _IN_USE.pop(folder, None)
+    f = _IN_USE.pop(_key(folder), None)
     if f is not None:
         f.close()
 

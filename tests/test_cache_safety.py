@@ -672,6 +672,27 @@ def test_a_claim_that_waits_keeps_this_processs_own_hold(tmp_path: Path) -> None
     assert res.returncode == 0 and "taken" in res.stdout, res.stdout + res.stderr
 
 
+def test_an_entry_named_by_two_paths_is_held_once(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A relative cache dir and a link to it name one entry: this process opens its in-use
+    lock file once (a second descriptor, closed on release, would drop the first's locks),
+    and letting go through either name lets go."""
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    folder = Path("cache") / "compressed" / "e"
+    cache.write_entry(folder, {"k": 1}, {"w.bin": b"w"})
+    os.symlink(tmp_path / "cache", tmp_path / "link")
+    cache.use(folder, print)
+    try:
+        other = tmp_path / "link" / "compressed" / "e"
+        assert cache.held(other)
+        cache.use(other, print)
+        assert cache._in_use(other) is cache._in_use(folder)
+    finally:
+        cache.release(tmp_path / "link" / "compressed" / "e")
+    assert not cache.held(folder)
+
+
 def test_a_replaced_entry_is_dropped_from_memory(tmp_path: Path) -> None:
     """Ray's object-store mode replaced an entry under a worker's Runner (`forget`): the
     baseline or compressed model it held from the older copy leaves memory, others stay."""
