@@ -298,7 +298,6 @@ def plan(
     makespan on N workers with the critical path."""
     from harness import plan as plans
     from harness.quality import MAX_OTHER_CPU
-    from harness.store import Store
     from harness.suite import PROFILES
     from harness.timing import Window
 
@@ -313,18 +312,16 @@ def plan(
         fail(f"--gpu-speedup {gpu_speedup:g}: a training speedup is a finite number > 0 "
              "(e.g. 20: a GPU worker trains 20x as fast as one CPU worker)")
     s = _load_suite(suite, model)
+    _probe_store(store)
     from harness import costs  # torch loads only now: the checks above answer a typo at once
     from harness.runner import RunOptions, Runner
 
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
                       cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir)
     runner = Runner(opts)
-    if store.exists():
-        st = Store(store)
-        p = plans.build(runner, st)
-        st.close()
-    else:
-        p = plans.build(runner, _EmptyStore())
+    st = _finished_cells(store)
+    p = plans.build(runner, st)
+    st.close()
     names = costs.models_to_measure(s.models, p)  # the suite's and its students
     err.print(f"measuring per-step costs of {', '.join(names)} on this machine ...",
               markup=False, highlight=False)
@@ -410,6 +407,24 @@ def _load_suite(name: str, models: list[str] | None) -> Any:
 class _EmptyStore:
     def finished(self, cell_key: str) -> bool:
         return False
+
+    def close(self) -> None:
+        pass
+
+
+def _finished_cells(store: Path) -> Any:
+    """Where `plan` reads which cells are finished: the store opened read-only (planning
+    never creates, migrates or locks it), or no cells where it has none yet (missing, or
+    an empty file a run would fill)."""
+    from harness.store import Store
+
+    if not store.is_file():
+        return _EmptyStore()
+    try:
+        return Store(store, readonly=True)
+    except UsageError:
+        Store.probe(store)  # one line for a store a run could not use either
+        return _EmptyStore()
 
 
 def _hms(seconds: float) -> str:

@@ -157,10 +157,27 @@ def test_short_calls_cost_a_fresh_warmed_pair_of_sessions_every_round(runner: Ru
 
 @pytest.mark.slow
 def test_harness_plan_prints_steps_costs_and_makespans(tmp_path: Path) -> None:
+    """...and reads the store without changing it: an older schema stays as it is (a run
+    would migrate it), no journal is left beside it."""
+    import hashlib
+    import sqlite3
+
+    from harness.store import Store
+
     suite = tiny_suite(tmp_path, models='["lenet-5"]')
+    db = tmp_path / "r.db"
+    Store(db).close()
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
     r = run_cli("plan", "--suite", str(suite), "--profile", "smoke", "--store",
-                str(tmp_path / "r.db"), "--workers", "1", "--workers", "4", "--steps")
+                str(db), "--workers", "1", "--workers", "4", "--steps")
     assert r.returncode == 0, r.stderr[-2000:]
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("r.db")) == ["r.db"]
     out = " ".join(r.stdout.split())  # rich wraps long lines
     # each probed step says what it trains: the tiny recipe's half-epoch fine-tune of mnist
     assert re.search(r"compress lenet-5 l1-filter\[ratio=0.5\] \d\d:\d\d:\d\d trains "
