@@ -73,8 +73,9 @@ def _writable(path: Path | None, option: str, folder: bool) -> None:
 
 
 def _probe_store(store: Path) -> None:
-    """A --store that a run could not write, refused before torch loads (`Store.probe`; the
-    write itself, a lock included, is tried again before any training)."""
+    """A --store that a run could not write, refused before the runner, the runtimes and the
+    data load (`Store.probe`; the write itself, a lock included, is tried again before any
+    training)."""
     from harness.store import Store
 
     Store.probe(store)
