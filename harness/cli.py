@@ -186,7 +186,8 @@ def run(
     ex = _executor(executor, ray_address, ray_artifacts, device)
     s = _load_suite(suite, model)
     _probe_store(store)
-    # torch and the runtimes load only now: the checks above answer a typo at once
+    # the runner, the runtimes and the data load only now (the suite's registries loaded
+    # torch): the checks above answer a typo in an option or a suite's name at once
     from harness.reports.table import print_table
     from harness.runner import RunOptions, Runner
 
@@ -314,7 +315,7 @@ def plan(
              "(e.g. 20: a GPU worker trains 20x as fast as one CPU worker)")
     s = _load_suite(suite, model)
     _probe_store(store)
-    from harness import costs  # torch loads only now: the checks above answer a typo at once
+    from harness import costs  # the runner loads only now: the checks above answer at once
     from harness.runner import RunOptions, Runner
 
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
@@ -640,7 +641,7 @@ def tune(
             fail(f"method '{bad[0]}' has no search space for {model} in suite {s.name} "
                  f"(choose from: {', '.join(have) or 'none'})")
     _probe_store(store)
-    from harness.runner import RunOptions, Runner  # torch loads only now (see `run`)
+    from harness.runner import RunOptions, Runner  # the runner loads only now (see `run`)
 
     opts = RunOptions(suite=s, profile=profile, targets=list(target or s.targets), store=store,
                       cache_dir=cache_dir or store.parent / "cache", data_dir=data_dir,
