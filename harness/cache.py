@@ -255,7 +255,7 @@ def reject(folder: Path, why: str, log: Callable[[str], None]) -> None:
 # step that would rebuild it (a long sweep beside it; or, on Ray, a worker of the same job
 # that holds an entry a retried forced step would rebuild)
 CLAIM_WAIT_S = 600.0
-_IN_USE: dict[str, Any] = {}  # entry folder's real path -> this process's open lock file
+_IN_USE: dict[str, Any] = {}  # `_key(entry folder)` -> this process's open lock file
 
 
 def _key(folder: Path) -> str:
@@ -269,15 +269,30 @@ def _in_use(folder: Path) -> Any:
     One per entry, whatever path names it (a relative cache dir, a link to it), and kept
     open until `release`: closing any descriptor of that file would drop all of this
     process's record locks on it."""
-    f = _IN_USE.get(_key(folder))
+    key = _key(folder)
+    f = _IN_USE.get(key)
     if f is None:
         lock = folder.parent.parent / LOCKS / f"{folder.parent.name}-{folder.name}.in-use"
         try:
             lock.parent.mkdir(parents=True, exist_ok=True)
-            f = _IN_USE[_key(folder)] = open(lock, "a+b")
+            f = _IN_USE[key] = open(lock, "a+b")
         except OSError:  # a cache one cannot write to: used unlocked, as before
             return None
     return f
+
+
+def _lock_now(f: Any, mode: int) -> bool:
+    """Take `mode` (fcntl.LOCK_SH or LOCK_EX) on the lock file at once: False where another
+    process holds a lock it conflicts with (EAGAIN or EACCES, as POSIX allows either)."""
+    import fcntl
+
+    try:
+        fcntl.lockf(f, mode | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            raise
+        return False
+    return True
 
 
 def use(folder: Path, log: Callable[[str], None]) -> None:
@@ -290,11 +305,7 @@ def use(folder: Path, log: Callable[[str], None]) -> None:
     f = _in_use(folder)
     if f is None:
         return
-    try:
-        fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError as exc:  # EAGAIN or EACCES: another process holds it exclusively
-        if exc.errno not in (errno.EAGAIN, errno.EACCES):
-            raise
+    if not _lock_now(f, fcntl.LOCK_SH):  # another process holds it exclusively
         log(f"cache: waiting for a --force rebuild of {folder.parent.name}/{folder.name}")
         fcntl.lockf(f, fcntl.LOCK_SH)
 
@@ -310,22 +321,16 @@ def claim(folder: Path, log: Callable[[str], None], wait_s: float = CLAIM_WAIT_S
     if f is None:
         return
     deadline, said = time.monotonic() + wait_s, False
-    while True:
-        try:
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            where = f"{folder.parent.name}/{folder.name}"
-            if not said:
-                log(f"cache: --force waits for another sweep using {where}")
-                said = True
-            if time.monotonic() > deadline:
-                raise CacheError(f"--force: another sweep still uses {where} after "
-                                 f"{wait_s:g} s; run --force when no other sweep uses the "
-                                 "cache") from None
-            time.sleep(0.2)
+    while not _lock_now(f, fcntl.LOCK_EX):
+        where = f"{folder.parent.name}/{folder.name}"
+        if not said:
+            log(f"cache: --force waits for another sweep using {where}")
+            said = True
+        if time.monotonic() > deadline:
+            raise CacheError(f"--force: another sweep still uses {where} after "
+                             f"{wait_s:g} s; run --force when no other sweep uses the "
+                             "cache") from None
+        time.sleep(0.2)
 
 
 def held(folder: Path) -> bool:

@@ -139,10 +139,7 @@ class Store:
             if readonly:
                 self._open_readonly()
             else:  # refuse what is not ours before anything (WAL mode) changes the file
-                self._check_ours()
-                row = self._meta_version()
-                if row is not None:
-                    self._version(row)
+                self._refuse_foreign_or_newer()
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self._prepare()
                 self.db.execute("BEGIN IMMEDIATE")  # a writer can get in: fail now, not later
@@ -171,14 +168,19 @@ class Store:
             return
         self.db = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=self.timeout)
         try:
-            self._check_ours()
-            row = self._meta_version()
-            if row is not None:
-                self._version(row)
+            self._refuse_foreign_or_newer()
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, self.timeout) from None
         finally:
             self.db.close()
+
+    def _refuse_foreign_or_newer(self) -> None:
+        """What a writer refuses in the file itself: another program's tables, a schema
+        version newer than this code (none yet is fine: a run writes the schema)."""
+        self._check_ours()
+        row = self._meta_version()
+        if row is not None:
+            self._version(row)
 
     def _refuse_a_directory(self) -> None:
         if self.path.is_dir():

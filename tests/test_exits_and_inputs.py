@@ -315,10 +315,8 @@ def test_run_on_a_store_that_cannot_be_used_is_one_line(case: str, tmp_path: Pat
 @pytest.mark.parametrize("case", sorted(STORES))
 def test_probing_a_store_says_what_writing_would_and_changes_nothing(case: str,
                                                                      tmp_path: Path) -> None:
-    """`Store.probe` (what `run` and `tune` ask before torch loads) refuses each bad store
-    with the line that opening it for writing gives, reading only; a store it cannot judge
-    without writing passes (a missing one, an empty file, an older schema) and stays as it
-    was, and a missing one is not made."""
+    """`Store.probe` (what `run`, `tune` and `plan` ask before the runner loads) refuses each
+    bad store with the line that opening it for writing gives, reading only."""
     from harness.store import Store
 
     make, _ = STORES[case]
@@ -330,6 +328,12 @@ def test_probing_a_store_says_what_writing_would_and_changes_nothing(case: str,
     with pytest.raises(UsageError) as opened:
         Store(store)
     assert str(probed.value) == str(opened.value)
+
+
+def test_probing_passes_a_store_a_run_can_fill_and_leaves_it_as_it_was(tmp_path: Path) -> None:
+    """A store the probe cannot judge without writing passes (an empty file, an older
+    schema) and stays as it was; a missing one is not made."""
+    from harness.store import Store
 
     old = tmp_path / "old.db"
     con = sqlite3.connect(old)
