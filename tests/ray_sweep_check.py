@@ -7,12 +7,19 @@ advertises a GPU (this machine has none: Ray counts what a node says), where a w
 mid-fine-tune, a `--device cuda` sweep runs, and last a sweep loses the timing node holding its
 first measurement (removed from the cluster mid-way). Prints one JSON object with what the
 test asserts. Not collected by pytest.
+
+    python tests/ray_sweep_check.py WORK   (WORK: an empty folder for stores, caches and data)
+
+Ray's own session files (logs, sockets) go to a folder of their own under the system's temp
+folder, removed at exit: under WORK their socket paths could pass the 107 bytes a Unix socket
+name may have, and in Ray's default /tmp/ray every run would leave one session folder behind.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +41,7 @@ config = { calibration = 32 }
 """
 
 
+RAY_TMP = tempfile.mkdtemp(prefix="cm-ray-")  # the clusters' session files; see the docstring
 WRITES: Counter[str] = Counter()  # cell key -> rows the driver wrote for it (put_cell calls)
 
 
@@ -119,7 +127,7 @@ def start_cluster(timing_cpus: int, *more_timing: int, gpus: int = 0) -> tuple[o
     import ray
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "temp_dir": RAY_TMP})
     compute = cluster.add_node(num_cpus=2, num_gpus=gpus)
     timing = [cluster.add_node(num_cpus=c, resources={"timing": 1})
               for c in (timing_cpus, *more_timing)]
@@ -171,12 +179,11 @@ def lose_a_timing_node(cluster: object, nodes: tuple[object, ...], held: Path, w
             "rows": stored, "gone_lines": [ln for ln in logs if "is gone" in ln]}
 
 
-def main() -> None:
+def main(work: Path) -> None:
     import ray
 
     from harness.executors.ray import RayExecutor
 
-    work = Path(tempfile.mkdtemp())
     data = work / "data"
     write_mnist_like(data / "MNIST" / "raw")
     t0 = time.perf_counter()
@@ -271,8 +278,13 @@ def main() -> None:
         "killed_finetune": fine.read_text() if fine.exists() else None,
         "cuda": rows(work, "cuda.db", cuda_id), "gpu_node": gpu.node_id,
         "node_loss": node_loss,
+        "ray_tmp": RAY_TMP,
+        "ray_sessions": sorted(p.name for p in Path(RAY_TMP).glob("session_2*")),
     }))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main(Path(sys.argv[1]).resolve())
+    finally:
+        shutil.rmtree(RAY_TMP, ignore_errors=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,12 +35,12 @@ pytestmark = [
 ]
 
 
-def _run_check(script: str, timeout: int) -> dict:  # type: ignore[type-arg]
-    """Run a cluster check script in a private network namespace (loopback only); its
-    RESULT line, parsed."""
+def _run_check(script: str, timeout: int, work: Path) -> dict:  # type: ignore[type-arg]
+    """Run a cluster check script in a private network namespace (loopback only), its files
+    in `work`; its RESULT line, parsed."""
     if not _namespace_ok():
         pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
-    cmd = f"ip link set lo up; exec {sys.executable} {HERE / script}"
+    cmd = f"ip link set lo up; exec {sys.executable} {HERE / script} {shlex.quote(str(work))}"
     res = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True,
                          timeout=timeout)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
@@ -48,13 +49,20 @@ def _run_check(script: str, timeout: int) -> dict:  # type: ignore[type-arg]
 
 
 @pytest.fixture(scope="module")
-def result() -> dict:  # type: ignore[type-arg]
-    return _run_check("ray_sweep_check.py", 360)
+def result(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
+    return _run_check("ray_sweep_check.py", 360, tmp_path_factory.mktemp("raycheck"))
 
 
 def _cells(rows: list[dict]) -> dict[str, tuple]:  # type: ignore[type-arg]
     return {r["cell_key"]: (r["status"], r["top1_pruned"], r["top1_retrained"],
                             r["top1_target"], r["params_nonzero"], r["macs"]) for r in rows}
+
+
+def test_the_clusters_session_files_are_removed(result: dict) -> None:  # type: ignore[type-arg]
+    """Each of the three clusters kept its logs and sockets in the check's own folder (not
+    Ray's /tmp/ray, where every run would leave them), and the check removed that folder."""
+    assert len(result["ray_sessions"]) == 3, result["ray_sessions"]
+    assert not Path(result["ray_tmp"]).exists()
 
 
 def test_ray_stores_the_same_cells_as_local(result: dict) -> None:  # type: ignore[type-arg]
