@@ -111,9 +111,11 @@ def now() -> str:
 class Store:
     """A SQLite file. Opening creates the schema; a newer schema than this code is refused.
 
-    `readonly` opens the file as SQLite's read-only URI (`mode=ro`): nothing is created or
-    migrated in it. A read-only open of an older schema migrates an in-memory copy instead, so
-    `report`, `export` and `compare` read old stores without touching them. Every problem at
+    `readonly` opens the file as SQLite's read-only URI (`mode=ro`; where its folder cannot be
+    written, as immutable: `connect_readonly`): nothing is written or migrated in it (in a
+    folder it can write, SQLite keeps its `-wal` and `-shm` companions beside it). A read-only
+    open of an older schema migrates an in-memory copy instead, so `report`, `export` and
+    `compare` read old stores without touching them. Every problem at
     open time (not SQLite, a directory, unwritable, locked past the timeout, empty when only
     read) is a one-line UsageError naming the store.
     """
@@ -129,7 +131,7 @@ class Store:
         db: sqlite3.Connection | None = None
         try:
             if readonly:
-                db = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=self.timeout)
+                db = connect_readonly(self.path, self.timeout)
             else:
                 self._refuse_a_file_above()
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -166,7 +168,10 @@ class Store:
         self._refuse_a_file_above()
         if not self.path.is_file():
             return
-        self.db = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=self.timeout)
+        try:
+            self.db = connect_readonly(self.path, self.timeout)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.timeout) from None
         try:
             self._refuse_foreign_or_newer()
         except sqlite3.Error as exc:
@@ -438,11 +443,38 @@ def store_timeout() -> float:
     return value
 
 
-def _readonly_uri(path: Path) -> str:
+def _readonly_uri(path: Path, immutable: bool = False) -> str:
     """SQLite's URI for opening `path` read-only (nothing is created, nothing is written)."""
     from urllib.parse import quote
 
-    return f"file:{quote(str(path.resolve()))}?mode=ro"
+    return f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
+    """`path` opened read-only, also where its folder cannot be written.
+
+    A store is in WAL mode, and SQLite reads a WAL-mode file only beside a `-shm` index it
+    can use or create: in a folder it cannot write (a read-only mount, a store someone
+    shared, a container volume mounted `:ro`) the plain read-only open fails with "unable
+    to open database file". There, the file is opened as immutable (no locks, no index),
+    which is exact when nobody writes it meanwhile: nobody can on a read-only file system,
+    and a writer that still has it open keeps a `-wal` file beside it. A non-empty `-wal`
+    holds writes not yet merged into the file that an immutable read would not see: that is
+    refused, naming it, rather than read without them."""
+    db = sqlite3.connect(_readonly_uri(path), uri=True, timeout=timeout)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        return db
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "unable to open" not in str(exc).lower() or os.access(path.resolve().parent, os.W_OK):
+            raise
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise UsageError(f"store {path}: its last writes are still in {wal.name}, which SQLite "
+                         f"cannot merge in a folder it cannot write ({path.resolve().parent}); "
+                         f"copy {path.name} and {wal.name} together to a writable folder")
+    return sqlite3.connect(_readonly_uri(path, immutable=True), uri=True, timeout=timeout)
 
 
 def store_error(path: Path, exc: BaseException, timeout: float) -> UsageError:

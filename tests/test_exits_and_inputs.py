@@ -16,6 +16,7 @@ and inputs checked where they are read (issue 10, items 3-6).
 from __future__ import annotations
 
 import hashlib
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -23,7 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DEFAULT_METHODS, FASHION_SYSTEM_DIR, have_fashion_mnist, run_cli, tiny_suite
+from conftest import (DEFAULT_METHODS, FASHION_SYSTEM_DIR, harness_bin, have_fashion_mnist,
+                      run_cli, tiny_suite)
 from harness import suite as suites
 from harness.errors import UsageError
 from harness.slug import slug
@@ -178,6 +180,68 @@ def test_read_commands_never_change_the_store(hostile: Hostile, tmp_path: Path) 
     for args, want in ((["report", "--suite", "nope"], f"(choose from: {EVIL})"),
                        (["export", "--format", "csv", "--suite", "nope"], "has no results in")):
         assert want in one_line_error(run_cli(*args, "--store", str(db), cwd=tmp_path))
+
+
+def _read_only(src: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """`script` (sh; `$H` is the harness command, `$M` the mount) run where `$M` shows `src`
+    read-only: a bind mount in a private mount namespace, gone when the script ends."""
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot make a private mount namespace here (needs root and util-linux)")
+    mnt = src.parent / "mnt"
+    mnt.mkdir()
+    cmd = (f"M={shlex.quote(str(mnt))}; H={shlex.join(harness_bin())}; "
+           f"mount --bind {shlex.quote(str(src))} \"$M\" && mount -o remount,bind,ro \"$M\" "
+           f"&& {script}")
+    return subprocess.run(["unshare", "-m", "sh", "-c", cmd], capture_output=True, text=True,
+                          timeout=300, cwd=src.parent)
+
+
+def test_a_store_on_a_read_only_mount_is_read(hostile: Hostile, tmp_path: Path) -> None:
+    """A store someone shared on a read-only mount: SQLite cannot make the WAL index a
+    plain read-only open needs there ("unable to open database file"); `export`, `report`
+    and `compare` still read it, and every row comes out."""
+    work, _, _, _ = hostile
+    (tmp_path / "src").mkdir()
+    shutil.copy(work / "r.db", tmp_path / "src" / "r.db")
+    con = sqlite3.connect(tmp_path / "src" / "r.db")
+    cells = con.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+    runs = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started")]
+    con.close()
+    res = _read_only(tmp_path / "src", f"""
+        touch "$M/x" 2>/dev/null || echo read-only
+        $H export --format csv --store "$M/r.db" > rows.csv; echo "export $?"
+        $H report --store "$M/r.db" --out rep > /dev/null; echo "report $?"
+        $H compare {runs[0]} {runs[-1]} --store "$M/r.db" --out cmp.html > /dev/null
+        echo "compare $?"
+    """)
+    assert res.stdout.split() == ["read-only", "export", "0", "report", "0", "compare", "0"], \
+        res.stdout + res.stderr
+    assert len((tmp_path / "rows.csv").read_text().splitlines()) >= cells + 1
+    assert (tmp_path / "rep").is_dir() and (tmp_path / "cmp.html").is_file()
+    assert sorted(p.name for p in (tmp_path / "src").iterdir()) == ["r.db"]
+
+
+def test_a_read_only_store_with_writes_left_in_its_wal_is_one_line(hostile: Hostile,
+                                                                   tmp_path: Path) -> None:
+    """The same mount, but the store was copied while a writer had it open: its last writes
+    are in `r.db-wal`, which a read there could not see. That is said in one line, exit 2,
+    not read as if those writes were not there."""
+    work, _, _, _ = hostile
+    live = tmp_path / "live.db"
+    shutil.copy(work / "r.db", live)
+    con = sqlite3.connect(live)
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    con.execute("DELETE FROM cells")
+    con.commit()
+    (tmp_path / "src").mkdir()
+    shutil.copy(live, tmp_path / "src" / "r.db")
+    shutil.copy(f"{live}-wal", tmp_path / "src" / "r.db-wal")
+    con.close()
+    assert (tmp_path / "src" / "r.db-wal").stat().st_size > 0
+    res = _read_only(tmp_path / "src", '$H export --format csv --store "$M/r.db"')
+    line = one_line_error(res)
+    assert "r.db-wal" in line and "copy r.db and r.db-wal together" in line, line
 
 
 def test_an_older_schema_is_read_without_being_migrated(hostile: Hostile, tmp_path: Path) -> None:
