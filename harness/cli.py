@@ -497,6 +497,9 @@ def compare(
     run_a: Annotated[str, typer.Argument(help="Reference run id (see the report header).")],
     run_b: Annotated[str, typer.Argument(help="Run id compared against it.")],
     store: Annotated[Path, typer.Option(help="SQLite result store.")] = DEFAULT_STORE,
+    store_b: Annotated[Path | None, typer.Option(
+        "--store-b", help="The store holding RUN_B, when it is not --store (results made on "
+                          "another machine).")] = None,
     out: Annotated[Path | None, typer.Option(help="HTML file (default: "
                                                   "reports/compare-A-B.html).")] = None,
 ) -> None:
@@ -513,8 +516,16 @@ def compare(
     _writable(out, "--out", folder=False)
     st = Store(store, readonly=True)
     _suites(st, store, None)
-    rows, warnings = compare_runs(st, run_a, run_b)
-    st.close()
+    st_b = None
+    try:
+        if store_b is not None:
+            st_b = Store(store_b, readonly=True)
+            _suites(st_b, store_b, None)
+        rows, warnings = compare_runs(st, run_a, run_b, st_b)
+    finally:
+        st.close()
+        if st_b is not None:
+            st_b.close()
     for w in warnings:
         err.print(f"warning: {w}", markup=False, highlight=False)
     table = Table(title=f"{run_b} / {run_a}")

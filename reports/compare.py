@@ -1,5 +1,6 @@
 """`harness compare RUN_A RUN_B`: per matching cell, B's latency and throughput as ratios of
-A's, and the top-1 difference; a warning for every machine or runtime fact that differs.
+A's, and the top-1 difference; a warning for every machine or runtime fact that differs. The
+runs may come from two stores (`--store-b`: results made on another machine).
 
 The top-1 difference carries its paired 95% interval where both runs kept which items their
 runtime got right (store schema 6, `harness.accuracy_ci`): the same cell scored on the same
@@ -37,26 +38,32 @@ def _key(r: dict[str, Any]) -> tuple[Any, ...]:
             r["target"], r["batch_size"])
 
 
-def compare(store: Store, run_a: str, run_b: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """(rows, warnings). Rows pair the ok measurements of both runs with the same cell."""
-    runs = {r["run_id"]: r for r in store.runs()}
-    for run in (run_a, run_b):
+def compare(store: Store, run_a: str, run_b: str, store_b: Store | None = None
+            ) -> tuple[list[dict[str, Any]], list[str]]:
+    """(rows, warnings). Rows pair the ok measurements of both runs with the same cell.
+    `store_b`: the store holding `run_b` when it is not `store` (another machine's results:
+    the machine warnings below are then the point)."""
+    store_b = store if store_b is None else store_b
+    runs_a = {r["run_id"]: r for r in store.runs()}
+    runs_b = runs_a if store_b is store else {r["run_id"]: r for r in store_b.runs()}
+    for run, runs, kind in ((run_a, runs_a, "run"),
+                            (run_b, runs_b, "run" if store_b is store else "--store-b run")):
         if run not in runs:
-            raise unknown("run", run, runs)
+            raise unknown(kind, run, runs)
     warnings = []
-    ma, mb = runs[run_a]["machine"] or {}, runs[run_b]["machine"] or {}
+    ma, mb = runs_a[run_a]["machine"] or {}, runs_b[run_b]["machine"] or {}
     for k in MACHINE_KEYS:
         if ma.get(k) != mb.get(k):
             warnings.append(f"machine {k} differs: {ma.get(k)} vs {mb.get(k)}")
-    va, vb = runs[run_a]["versions"] or {}, runs[run_b]["versions"] or {}
+    va, vb = runs_a[run_a]["versions"] or {}, runs_b[run_b]["versions"] or {}
     for k in sorted(set(va) | set(vb)):
         if va.get(k) != vb.get(k):
             warnings.append(f"{k} version differs: {va.get(k)} vs {vb.get(k)}")
     # with each cell's per-item results, which the top-1 difference pairs item by item
     a = {_key(r): r for r in store.rows(run_id=run_a, keep_items=True) if r["status"] == "ok"}
-    b = {_key(r): r for r in store.rows(run_id=run_b, keep_items=True) if r["status"] == "ok"}
+    b = {_key(r): r for r in store_b.rows(run_id=run_b, keep_items=True) if r["status"] == "ok"}
     samples = {(s["cell_key"], s["run_id"], s["batch_size"]): s
-               for run in (run_a, run_b) for s in store.samples(run_id=run)
+               for st, run in ((store, run_a), (store_b, run_b)) for s in st.samples(run_id=run)
                if s["side"] == "candidate"}
     bands = aa_bands([*a.values(), *b.values()])  # each run's own A/A rows first
     rows = []

@@ -219,6 +219,45 @@ def test_compare_warns_when_machines_differ(filled: Path, tmp_path: Path) -> Non
     assert "timed on different machines" not in res.stderr  # same node in both runs
 
 
+def test_compare_takes_run_b_from_another_store(filled: Path, tmp_path: Path) -> None:
+    """`--store-b`: RUN_B read from a second store, as results sent from another machine
+    (here its CPU and timing host altered); a.db no longer holds RUN_B at all, so every
+    matched row came from b.db. An unknown run there is one line naming --store-b."""
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    for db in (a, b):
+        shutil.copy(filled / "r.db", db)
+    con = sqlite3.connect(b)
+    runs = [r[0] for r in con.execute("SELECT run_id FROM runs ORDER BY started")]
+    con.execute("UPDATE runs SET machine=json_set(machine, '$.cpu', 'Other CPU') WHERE run_id=?",
+                (runs[1],))
+    con.execute("UPDATE cells SET node=json_set(node, '$.host', 'other-host') WHERE run_id=?",
+                (runs[1],))
+    con.commit()
+    con.close()
+    con = sqlite3.connect(a)
+    for table in ("samples", "measurements", "cells", "runs"):
+        con.execute(f"DELETE FROM {table} WHERE run_id=?", (runs[1],))
+    con.commit()
+    con.close()
+    same = run_cli("compare", runs[0], runs[1], "--store", str(filled / "r.db"), "--out",
+                   str(tmp_path / "same.html"), cwd=tmp_path)
+    assert same.returncode == 0, same.stderr
+    gone = run_cli("compare", runs[0], runs[1], "--store", str(a), cwd=tmp_path)
+    assert gone.returncode == 2 and f"unknown run '{runs[1]}'" in gone.stderr, gone.stderr
+    res = run_cli("compare", runs[0], runs[1], "--store", str(a), "--store-b", str(b), "--out",
+                  str(tmp_path / "two.html"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    matched = [ln for ln in res.stdout.splitlines() if "matching measurements" in ln]
+    assert matched and matched[0].split()[0] == next(
+        ln for ln in same.stdout.splitlines() if "matching measurements" in ln).split()[0]
+    assert "machine cpu differs: " in res.stderr and "timed on different machines" in res.stderr
+    assert "Other CPU" in (tmp_path / "two.html").read_text()
+    bad = run_cli("compare", runs[0], "nope", "--store", str(a), "--store-b", str(b),
+                  cwd=tmp_path)
+    assert bad.returncode == 2 and "unknown --store-b run 'nope' (choose from: " in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
 def test_compare_warns_when_a_pair_was_timed_on_two_machines(filled: Path,
                                                               tmp_path: Path) -> None:
     res, _ = _compare_altered(filled, tmp_path, "UPDATE cells SET node=json_set(node, '$.host',"
