@@ -457,10 +457,11 @@ def connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
     can use or create: in a folder it cannot write (a read-only mount, a store someone
     shared, a container volume mounted `:ro`) the plain read-only open fails with "unable
     to open database file". There, the file is opened as immutable (no locks, no index),
-    which is exact when nobody writes it meanwhile: nobody can on a read-only file system,
-    and a writer that still has it open keeps a `-wal` file beside it. A non-empty `-wal`
-    holds writes not yet merged into the file that an immutable read would not see: that is
-    refused, naming it, rather than read without them."""
+    which is exact while nobody writes the file itself. A writer appends to the `-wal` file
+    beside it, and copies that into the file only at a checkpoint (every ~1000 pages, and when
+    it closes): a non-empty `-wal` is a writer at work or writes not yet merged, which an
+    immutable read would not see. That is refused, naming it, rather than read without
+    them."""
     db = sqlite3.connect(_readonly_uri(path), uri=True, timeout=timeout)
     try:
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
