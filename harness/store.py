@@ -112,8 +112,8 @@ class Store:
     """A SQLite file. Opening creates the schema; a newer schema than this code is refused.
 
     `readonly` opens the file as SQLite's read-only URI (`mode=ro`; where its folder cannot be
-    written, as immutable: `connect_readonly`): nothing is written or migrated in it (in a
-    folder it can write, SQLite keeps its `-wal` and `-shm` companions beside it). A read-only
+    written, as immutable: `connect_readonly`): nothing is written or migrated in it, and no
+    `-wal` or `-shm` file is left beside it where there was none. A read-only
     open of an older schema migrates an in-memory copy instead, so `report`, `export` and
     `compare` read old stores without touching them. Every problem at
     open time (not SQLite, a directory, unwritable, locked past the timeout, empty when only
@@ -443,11 +443,12 @@ def store_timeout() -> float:
     return value
 
 
-def _readonly_uri(path: Path, immutable: bool = False) -> str:
-    """SQLite's URI for opening `path` read-only (nothing is created, nothing is written)."""
+def _uri(path: Path, mode: str = "ro", immutable: bool = False) -> str:
+    """SQLite's URI for opening the existing file `path` (`ro`: nothing is written; `rw`: it
+    is never created)."""
     from urllib.parse import quote
 
-    return f"file:{quote(str(path.resolve()))}?mode=ro" + ("&immutable=1" if immutable else "")
+    return f"file:{quote(str(path.resolve()))}?mode={mode}" + ("&immutable=1" if immutable else "")
 
 
 def connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
@@ -461,21 +462,33 @@ def connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
     beside it, and copies that into the file only at a checkpoint (every ~1000 pages, and when
     it closes): a non-empty `-wal` is a writer at work or writes not yet merged, which an
     immutable read would not see. That is refused, naming it, rather than read without
-    them."""
-    db = sqlite3.connect(_readonly_uri(path), uri=True, timeout=timeout)
+    them.
+
+    Where nothing has the file open (no `-shm` beside it: every WAL connection keeps one) and
+    the folder can be written, it is opened for writing with writing switched off
+    (`query_only`): a read-only connection leaves the `-wal` and `-shm` files it made beside
+    the store when it closes, and this one, the last to close, removes them, so a read
+    leaves a results folder (under version control, say) as it found it."""
+    parent = path.resolve().parent
+    if not any(path.with_name(path.name + end).exists() for end in ("-wal", "-shm")) \
+            and os.access(path, os.W_OK) and os.access(parent, os.W_OK):
+        db = sqlite3.connect(_uri(path, "rw"), uri=True, timeout=timeout)
+        db.execute("PRAGMA query_only=1")
+        return db
+    db = sqlite3.connect(_uri(path), uri=True, timeout=timeout)
     try:
         db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         return db
     except sqlite3.OperationalError as exc:
         db.close()
-        if "unable to open" not in str(exc).lower() or os.access(path.resolve().parent, os.W_OK):
+        if "unable to open" not in str(exc).lower() or os.access(parent, os.W_OK):
             raise
     wal = path.with_name(path.name + "-wal")
     if wal.exists() and wal.stat().st_size > 0:
         raise UsageError(f"store {path}: its last writes are still in {wal.name}, which SQLite "
-                         f"cannot merge in a folder it cannot write ({path.resolve().parent}); "
+                         f"cannot merge in a folder it cannot write ({parent}); "
                          f"copy {path.name} and {wal.name} together to a writable folder")
-    return sqlite3.connect(_readonly_uri(path, immutable=True), uri=True, timeout=timeout)
+    return sqlite3.connect(_uri(path, immutable=True), uri=True, timeout=timeout)
 
 
 def store_error(path: Path, exc: BaseException, timeout: float) -> UsageError:
