@@ -464,14 +464,16 @@ def connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
     immutable read would not see. That is refused, naming it, rather than read without
     them.
 
-    Where nothing has the file open (no `-shm` beside it: every WAL connection keeps one) and
-    the folder can be written, it is opened for writing with writing switched off
-    (`query_only`): a read-only connection leaves the `-wal` and `-shm` files it made beside
-    the store when it closes, and this one, the last to close, removes them, so a read
-    leaves a results folder (under version control, say) as it found it."""
+    Where nothing has the file open (no `-shm` beside it: every WAL connection keeps one), no
+    interrupted writer left a journal to roll back, and the folder can be written, it is
+    opened for writing with writing switched off (`query_only`): a read-only connection
+    leaves the `-wal` and `-shm` files it made beside the store when it closes, and this one,
+    the last to close, removes them, so a read leaves a results folder (under version
+    control, say) as it found it."""
     parent = path.resolve().parent
-    if not any(path.with_name(path.name + end).exists() for end in ("-wal", "-shm")) \
-            and os.access(path, os.W_OK) and os.access(parent, os.W_OK):
+    left = [path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")]
+    if not any(f.exists() for f in left) and os.access(path, os.W_OK) \
+            and os.access(parent, os.W_OK):
         db = sqlite3.connect(_uri(path, "rw"), uri=True, timeout=timeout)
         db.execute("PRAGMA query_only=1")
         return db
