@@ -111,11 +111,12 @@ def now() -> str:
 class Store:
     """A SQLite file. Opening creates the schema; a newer schema than this code is refused.
 
-    `readonly` opens the file as SQLite's read-only URI (`mode=ro`; where its folder cannot be
-    written, as immutable: `connect_readonly`): nothing is written or migrated in it, and no
-    `-wal` or `-shm` file is left beside it where there was none. A read-only
-    open of an older schema migrates an in-memory copy instead, so `report`, `export` and
-    `compare` read old stores without touching them. Every problem at
+    `readonly` opens the file so that nothing can be written in it (`connect_readonly`:
+    SQLite's `query_only`, its read-only URI, or where the folder cannot be written an
+    immutable open): nothing is written or migrated in it, and no `-wal` or `-shm` file is
+    left beside it where there was none. A read-only open of an older schema migrates an
+    in-memory copy instead, so `report`, `export` and `compare` read old stores without
+    touching them. Every problem at
     open time (not SQLite, a directory, unwritable, locked past the timeout, empty when only
     read) is a one-line UsageError naming the store.
     """
