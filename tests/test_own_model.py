@@ -515,7 +515,8 @@ INT8 = ("int8-ptq", "qat")
                     reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
 def test_own_models_on_a_folder_of_fashion_mnist_pngs(tmp_path: Path) -> None:
     """Three models by reference (two torchvision, one of the user's own) on real PNGs, every
-    method on ONNX Runtime, OpenVINO and torch eager; then every method of the user's model on
+    method on ONNX Runtime, OpenVINO and torch eager (weight-level and weight-sharing on the
+    two smaller nets, the students from ResNet-18); then every method of the user's model on
     torch-inductor too (compiling each pruned torchvision net there would take minutes)."""
     from harness.benchmarks.make_imagefolder import write
 
