@@ -2,7 +2,9 @@
 
 The cluster runs inside a private network namespace this test makes (`unshare -n`, loopback
 up): Ray rewrites 127.0.0.1 to the host's interface address otherwise, and no traffic may leave
-the machine. `tests/ray_sweep_check.py` runs the same tiny sweep locally and on the cluster,
+the machine. It is also a private PID namespace (`-p -f --kill-child --mount-proc`): when the
+check ends, or is killed at its timeout, every process it started goes with it (a driver
+killed outright left Ray's dashboard and runtime-env agents running). `tests/ray_sweep_check.py` runs the same tiny sweep locally and on the cluster,
 then once more with a worker killed (SIGKILL) in the middle of a measurement.
 """
 
@@ -14,6 +16,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -21,10 +25,15 @@ import pytest
 HERE = Path(__file__).parent
 
 
+# private network, PID and mount namespaces; the shell is the PID namespace's first process,
+# so when it ends (or unshare is killed: --kill-child) the kernel ends every process left in it
+UNSHARE = ["unshare", "-n", "-p", "-f", "--kill-child", "--mount-proc"]
+
+
 def _namespace_ok() -> bool:
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return False
-    res = subprocess.run(["unshare", "-n", "sh", "-c", "ip link set lo up"],
+    res = subprocess.run([*UNSHARE, "sh", "-c", "ip link set lo up"],
                          capture_output=True, timeout=20)
     return res.returncode == 0
 
@@ -40,8 +49,8 @@ def _run_check(script: str, timeout: int, work: Path) -> dict:  # type: ignore[t
     in `work`; its RESULT line, parsed."""
     if not _namespace_ok():
         pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
-    cmd = f"ip link set lo up; exec {sys.executable} {HERE / script} {shlex.quote(str(work))}"
-    res = subprocess.run(["unshare", "-n", "sh", "-c", cmd], capture_output=True, text=True,
+    cmd = f"ip link set lo up; {sys.executable} {HERE / script} {shlex.quote(str(work))}"
+    res = subprocess.run([*UNSHARE, "sh", "-c", cmd], capture_output=True, text=True,
                          timeout=timeout)
     lines = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
     assert res.returncode == 0 and lines, res.stderr[-3000:]
@@ -51,6 +60,50 @@ def _run_check(script: str, timeout: int, work: Path) -> dict:  # type: ignore[t
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:  # type: ignore[type-arg]
     return _run_check("ray_sweep_check.py", 360, tmp_path_factory.mktemp("raycheck"))
+
+
+def _in_namespace(net_ns: str) -> list[int]:
+    """Host PIDs of the processes in the network namespace `net_ns` ("net:[inode]")."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and (proc / "ns" / "net").readlink().name == net_ns:
+                pids.append(int(proc.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return pids
+
+
+def test_a_check_killed_at_its_timeout_leaves_no_process() -> None:
+    """A cluster check killed outright (as `subprocess.run` does at its timeout) takes every
+    process it started with it: the driver, GCS, raylet and Ray's agents, which outlived a
+    killed driver in a network namespace alone."""
+    if not _namespace_ok():
+        pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
+    script = ("import os, sys, time, ray\n"
+              "from ray.cluster_utils import Cluster\n"
+              "c = Cluster(initialize_head=True, head_node_args={'num_cpus': 1, "
+              "'temp_dir': sys.argv[1]})\n"
+              "ray.init(address=c.address, log_to_driver=False)\n"
+              "print('NS', os.readlink('/proc/self/ns/net'), flush=True)\n"
+              "time.sleep(300)\n")
+    ray_tmp = tempfile.mkdtemp(prefix="cm-ray-")  # short: Ray's socket paths must fit 107 bytes
+    cmd = f"ip link set lo up; {sys.executable} -c {shlex.quote(script)} {ray_tmp}"
+    proc = subprocess.Popen([*UNSHARE, "sh", "-c", cmd], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("NS "), line
+        ns = line.split()[1]
+        assert len(_in_namespace(ns)) >= 4  # sh, the driver, GCS, raylet (and the agents)
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    deadline = time.monotonic() + 15
+    while _in_namespace(ns) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _in_namespace(ns) == []
 
 
 def _cells(rows: list[dict]) -> dict[str, tuple]:  # type: ignore[type-arg]
