@@ -169,16 +169,15 @@ class Store:
         self._refuse_a_file_above()
         if not self.path.is_file():
             return
+        db = None
         try:
-            self.db = connect_readonly(self.path, self.timeout)
-        except sqlite3.Error as exc:
-            raise store_error(self.path, exc, self.timeout) from None
-        try:
+            self.db = db = connect_readonly(self.path, self.timeout)
             self._refuse_foreign_or_newer()
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, self.timeout) from None
         finally:
-            self.db.close()
+            if db is not None:
+                db.close()
 
     def _refuse_foreign_or_newer(self) -> None:
         """What a writer refuses in the file itself: another program's tables, a schema
@@ -472,8 +471,8 @@ def connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
     the last to close, removes them, so a read leaves a results folder (under version
     control, say) as it found it."""
     parent = path.resolve().parent
-    left = [path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")]
-    if not any(f.exists() for f in left) and os.access(path, os.W_OK) \
+    wal, shm, journal = (path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal"))
+    if not any(f.exists() for f in (wal, shm, journal)) and os.access(path, os.W_OK) \
             and os.access(parent, os.W_OK):
         db = sqlite3.connect(_uri(path, "rw"), uri=True, timeout=timeout)
         db.execute("PRAGMA query_only=1")
@@ -486,7 +485,6 @@ def connect_readonly(path: Path, timeout: float) -> sqlite3.Connection:
         db.close()
         if "unable to open" not in str(exc).lower() or os.access(parent, os.W_OK):
             raise
-    wal = path.with_name(path.name + "-wal")
     if wal.exists() and wal.stat().st_size > 0:
         raise UsageError(f"store {path}: its last writes are still in {wal.name}, which SQLite "
                          f"cannot merge in a folder it cannot write ({parent}); "

@@ -4,8 +4,9 @@ The cluster runs inside a private network namespace this test makes (`unshare -n
 up): Ray rewrites 127.0.0.1 to the host's interface address otherwise, and no traffic may leave
 the machine. It is also a private PID namespace (`-p -f --kill-child --mount-proc`): when the
 check ends, or is killed at its timeout, every process it started goes with it (a driver
-killed outright left Ray's dashboard and runtime-env agents running). `tests/ray_sweep_check.py` runs the same tiny sweep locally and on the cluster,
-then once more with a worker killed (SIGKILL) in the middle of a measurement.
+killed outright left Ray's dashboard and runtime-env agents running).
+`tests/ray_sweep_check.py` runs the same tiny sweep locally and on the cluster, then once more
+with a worker killed (SIGKILL) in the middle of a measurement.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -30,12 +32,12 @@ HERE = Path(__file__).parent
 UNSHARE = ["unshare", "-n", "-p", "-f", "--kill-child", "--mount-proc"]
 
 
-def _namespace_ok() -> bool:
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        return False
-    res = subprocess.run([*UNSHARE, "sh", "-c", "ip link set lo up"],
-                         capture_output=True, timeout=20)
-    return res.returncode == 0
+def _need_namespace() -> None:
+    """Skip unless this machine can make the namespaces (root, util-linux, iproute2)."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None or subprocess.run(
+            [*UNSHARE, "sh", "-c", "ip link set lo up"], capture_output=True,
+            timeout=20).returncode != 0:
+        pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
 
 
 pytestmark = [
@@ -47,8 +49,7 @@ pytestmark = [
 def _run_check(script: str, timeout: int, work: Path) -> dict:  # type: ignore[type-arg]
     """Run a cluster check script in a private network namespace (loopback only), its files
     in `work`; its RESULT line, parsed."""
-    if not _namespace_ok():
-        pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
+    _need_namespace()
     cmd = f"ip link set lo up; {sys.executable} {HERE / script} {shlex.quote(str(work))}"
     res = subprocess.run([*UNSHARE, "sh", "-c", cmd], capture_output=True, text=True,
                          timeout=timeout)
@@ -78,8 +79,7 @@ def test_a_check_killed_at_its_timeout_leaves_no_process() -> None:
     """A cluster check killed outright (as `subprocess.run` does at its timeout) takes every
     process it started with it: the driver, GCS, raylet and Ray's agents, which outlived a
     killed driver in a network namespace alone."""
-    if not _namespace_ok():
-        pytest.skip("cannot make a private network namespace here (needs root and iproute2)")
+    _need_namespace()
     script = ("import os, sys, time, ray\n"
               "from ray.cluster_utils import Cluster\n"
               "c = Cluster(initialize_head=True, head_node_args={'num_cpus': 1, "
@@ -90,6 +90,8 @@ def test_a_check_killed_at_its_timeout_leaves_no_process() -> None:
     ray_tmp = tempfile.mkdtemp(prefix="cm-ray-")  # short: Ray's socket paths must fit 107 bytes
     cmd = f"ip link set lo up; {sys.executable} -c {shlex.quote(script)} {ray_tmp}"
     proc = subprocess.Popen([*UNSHARE, "sh", "-c", cmd], stdout=subprocess.PIPE, text=True)
+    bound = threading.Timer(120, proc.kill)  # a cluster that never comes up: readline ends
+    bound.start()
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
@@ -97,6 +99,7 @@ def test_a_check_killed_at_its_timeout_leaves_no_process() -> None:
         ns = line.split()[1]
         assert len(_in_namespace(ns)) >= 4  # sh, the driver, GCS, raylet (and the agents)
     finally:
+        bound.cancel()
         proc.kill()
         proc.wait()
         shutil.rmtree(ray_tmp, ignore_errors=True)
